@@ -1,0 +1,26 @@
+//! `engram bench <what> [options]`: benchmarks. Each lives in `bench/<name>.rs`.
+
+use anyhow::Result;
+
+mod delta_rule;
+mod gdn;
+mod moe;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which benchmark: delta-rule, gdn, moe.
+    what: String,
+    /// Options of the benchmark.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let argv: Vec<String> = std::iter::once(format!("engram bench {}", args.what)).chain(args.rest).collect();
+    match args.what.as_str() {
+        "delta-rule" => delta_rule::run(&argv),
+        "gdn" => gdn::run(&argv),
+        "moe" => moe::run(&argv),
+        other => anyhow::bail!("unknown benchmark '{other}': expected delta-rule, gdn or moe"),
+    }
+}

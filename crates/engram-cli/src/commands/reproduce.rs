@@ -1,0 +1,40 @@
+//! `engram reproduce <experiment> [options]`: re-runs a published experiment from the seeds.
+//! Each experiment lives in `reproduce/<name>.rs` and parses its own options.
+
+use anyhow::Result;
+
+mod attention;
+mod continual;
+mod dnc;
+mod fewshot;
+mod lottery;
+mod moe;
+mod sparse;
+mod xor;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Which experiment: continual, moe, attention, xor, sparse, lottery, dnc, fewshot.
+    experiment: String,
+    /// Options of the experiment (see `engram reproduce <experiment> --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let argv: Vec<String> =
+        std::iter::once(format!("engram reproduce {}", args.experiment)).chain(args.rest).collect();
+    match args.experiment.as_str() {
+        "continual" => continual::run(&argv),
+        "moe" => moe::run(&argv),
+        "attention" => attention::run(&argv),
+        "xor" => xor::run(&argv),
+        "sparse" => sparse::run(&argv),
+        "lottery" => lottery::run(&argv),
+        "dnc" => dnc::run(&argv),
+        "fewshot" => fewshot::run(&argv),
+        other => anyhow::bail!(
+            "unknown experiment '{other}': expected continual, moe, attention, xor, sparse, lottery, dnc or fewshot"
+        ),
+    }
+}

@@ -1,0 +1,6 @@
+//! `engram reproduce dnc`.
+
+/// Runs the experiment; `argv[0]` is the command name, the rest its options.
+pub fn run(_argv: &[String]) -> anyhow::Result<()> {
+    anyhow::bail!("`engram reproduce dnc` is not implemented yet")
+}

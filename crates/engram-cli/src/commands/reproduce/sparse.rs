@@ -1,0 +1,6 @@
+//! `engram reproduce sparse`.
+
+/// Runs the experiment; `argv[0]` is the command name, the rest its options.
+pub fn run(_argv: &[String]) -> anyhow::Result<()> {
+    anyhow::bail!("`engram reproduce sparse` is not implemented yet")
+}

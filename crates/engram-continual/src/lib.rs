@@ -1,0 +1,3 @@
+//! # engram-continual
+//!
+//! Continual learning: scenarios, strategies (replay, EWC, SI, LwF, A-GEM, ...) and metrics.

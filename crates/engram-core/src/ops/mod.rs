@@ -1,0 +1,5 @@
+//! Tensor ops that libtorch does not provide.
+
+pub mod delta_rule;
+
+pub use delta_rule::{delta_rule, DeltaRuleOptions};

@@ -1,0 +1,1 @@
+fn main() { engram_build::link_libtorch(); }

@@ -1,0 +1,3 @@
+//! # engram-diagnostics
+//!
+//! What a trained hybrid model remembers: retrieval suites, mechanism probes, reports and plots.

@@ -1,0 +1,3 @@
+//! # engram-moe
+//!
+//! Mixture of experts: soft, top-k token-choice and expert-choice routing; attention experiments.

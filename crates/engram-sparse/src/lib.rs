@@ -1,0 +1,3 @@
+//! # engram-sparse
+//!
+//! Sparse training: masked layers, SET, RigL and lottery tickets.

@@ -1,0 +1,136 @@
+//! `cargo xtask kernels`: builds `kernels/src/*.cu` into `target/kernels/libengram_kernels.so`
+//! with nvcc 13.0 from PyPI (no system CUDA needed, so this also runs in CI as a compile check).
+
+use crate::env::{root, run_status, site_packages};
+use crate::setup::pip;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+/// nvcc's packages, pinned to one minor: unpinned, pip mixes 13.0 and newer and ptxas fails.
+const NVCC_PACKAGES: [&str; 4] =
+    ["nvidia-cuda-nvcc==13.0.*", "nvidia-cuda-crt==13.0.*", "nvidia-nvvm==13.0.*", "nvidia-cuda-cccl==13.0.*"];
+
+pub fn output_path() -> PathBuf {
+    root().join("target/kernels/libengram_kernels.so")
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let force = args.iter().any(|a| a == "--force");
+    if let Some(a) = args.iter().find(|a| *a != "--force") {
+        return Err(format!("kernels: unknown option '{a}'"));
+    }
+    crate::setup::ensure_venv()?;
+    build(force)
+}
+
+/// Builds the library when possible; on failure warns and leaves the CPU paths in charge.
+pub fn build_if_possible() {
+    if let Err(e) = build(false) {
+        eprintln!("xtask: warning: kernel library not built ({e}); CUDA ops fall back to tch paths");
+    }
+}
+
+fn nvcc_path() -> Result<PathBuf, String> {
+    let nv = site_packages()?.join("nvidia/cu13");
+    let nvcc = nv.join("bin/nvcc");
+    if !nvcc.exists() {
+        eprintln!("xtask: installing nvcc 13.0 from PyPI into .venv");
+        let pkgs: Vec<&str> = std::iter::once("install").chain(NVCC_PACKAGES).collect();
+        pip(&pkgs)?;
+    }
+    if nvcc.exists() { Ok(nvcc) } else { Err(format!("nvcc not found at {}", nvcc.display())) }
+}
+
+fn sources() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(root().join("kernels/src"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|x| x == "cu" || x == "cpp"));
+    v.sort();
+    v
+}
+
+fn newest_input() -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![root().join("kernels")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(m);
+            }
+        }
+    }
+    newest
+}
+
+fn build(force: bool) -> Result<(), String> {
+    let srcs = sources();
+    if srcs.is_empty() {
+        return Err("no sources in kernels/src".into());
+    }
+    let out = output_path();
+    let up_to_date = fs::metadata(&out).and_then(|m| m.modified()).is_ok_and(|t| t >= newest_input());
+    if up_to_date && !force {
+        eprintln!("xtask: kernel library up to date: {}", out.display());
+        return Ok(());
+    }
+    let nvcc = nvcc_path()?;
+    let site = site_packages()?;
+    let torch = site.join("torch");
+    let nv = site.join("nvidia/cu13");
+    let obj_dir = root().join("target/kernels/obj");
+    fs::create_dir_all(&obj_dir).map_err(|e| e.to_string())?;
+    let arch: Vec<String> = std::env::var("ENGRAM_CUDA_ARCH")
+        .unwrap_or_else(|_| "90a".into())
+        .split(',')
+        .map(|a| format!("-gencode=arch=compute_{a},code=sm_{a}"))
+        .collect();
+    let common = |c: &mut Command| {
+        c.args(["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=1", "--expt-relaxed-constexpr"])
+            .arg(format!("-I{}", torch.join("include").display()))
+            .arg(format!("-I{}", torch.join("include/torch/csrc/api/include").display()))
+            .arg(format!("-I{}", nv.join("include").display()))
+            .arg(format!("-I{}", root().join("kernels/include").display()));
+    };
+    eprintln!("xtask: compiling {} kernel source(s) with {}", srcs.len(), nvcc.display());
+    let started = std::time::Instant::now();
+    let objs: Vec<PathBuf> = srcs.iter().map(|s| obj_dir.join(format!("{}.o", stem(s)))).collect();
+    let jobs: Vec<Result<(), String>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = srcs
+            .iter()
+            .zip(&objs)
+            .map(|(src, obj)| {
+                let mut c = Command::new(&nvcc);
+                common(&mut c);
+                c.args(&arch).arg("-c").arg(src).arg("-o").arg(obj);
+                sc.spawn(move || run_status(&mut c))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("compile thread panicked".into()))).collect()
+    });
+    for j in jobs {
+        j?;
+    }
+    let tmp = out.with_extension("so.tmp");
+    let mut link = Command::new(&nvcc);
+    link.arg("-shared").args(&arch).args(&objs)
+        .arg(format!("-L{}", torch.join("lib").display()))
+        .arg(format!("-L{}", nv.join("lib").display()))
+        .args(["-ltorch", "-ltorch_cpu", "-ltorch_cuda", "-lc10", "-lc10_cuda", "-l:libcudart.so.13"])
+        .arg("-o")
+        .arg(&tmp);
+    run_status(&mut link)?;
+    fs::rename(&tmp, &out).map_err(|e| e.to_string())?;
+    let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    eprintln!("xtask: built {} ({} KiB) in {:.0}s", out.display(), size / 1024, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn stem(p: &Path) -> String {
+    p.file_name().unwrap_or_default().to_string_lossy().replace('.', "_")
+}
