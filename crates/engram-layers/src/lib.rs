@@ -3,8 +3,20 @@
 //! Layers, attention, optimizers, LR schedules and losses with PyTorch parity. Built on
 //! libtorch's ATen ops through tch; adds what tch lacks, starting with PyTorch-exact
 //! initialisation so that a Rust model and a PyTorch model seeded alike start bit-identical.
+//!
+//! Conventions: every module has a serde config (`deny_unknown_fields`), a constructor
+//! `new(path, cfg)` on a tch `nn::Path`, parameter names equal to the PyTorch module it mirrors
+//! (so checkpoints map 1:1), a checked `try_forward` returning [`engram_core::Result`], and a
+//! tch `Module`/`ModuleT` impl for composition (which panics with the same message on bad input).
 
+pub mod activation;
+pub mod attention;
+pub mod dropout;
+pub mod embedding;
+pub mod ffn;
 pub mod init;
 pub mod linear;
+pub mod norm;
+mod util;
 
 pub use linear::{Linear, LinearConfig};
