@@ -2,4 +2,4 @@
 
 pub mod delta_rule;
 
-pub use delta_rule::{delta_rule, DeltaRuleOptions};
+pub use delta_rule::{delta_rule, Backend, DeltaRuleOptions, Semantics};
