@@ -162,7 +162,8 @@ pub fn delta_rule(
             Semantics::Standard => (q.shallow_clone(), k.shallow_clone(), v.shallow_clone(), g.shallow_clone(), beta.shallow_clone()),
             Semantics::Seed => seed_to_standard(k, v, g, beta),
         };
-        cuda::forward(&q, &k, &v, &g, &beta, h0, scale, opts.chunk_size, opts.output_final_state)?
+        let (o, st) = cuda::forward(&q, &k, &v, &g, &beta, h0, scale, opts.chunk_size, opts.output_final_state)?;
+        (o.to_kind(v.kind()), st)
     } else if opts.backend == Backend::Recurrent {
         log_path_once(&RECURRENT_ONCE, "token-by-token reference (tch)");
         let r = match opts.semantics {
