@@ -17,6 +17,7 @@ pub mod ffn;
 pub mod init;
 pub mod linear;
 pub mod norm;
+pub mod optim;
 mod util;
 
 pub use linear::{Linear, LinearConfig};
