@@ -86,11 +86,13 @@ pub fn sparsity(model: &dyn MaskedModel) -> f64 {
     1.0 - model.nnz() as f64 / model.numel() as f64
 }
 
-fn snapshot(model: &dyn MaskedModel) -> Vec<Tensor> {
+/// Copies of every parameter of `model` (the rewinding point).
+pub fn snapshot(model: &dyn MaskedModel) -> Vec<Tensor> {
     model.params().iter().map(|p| p.param.detach().copy()).collect()
 }
 
-fn restore(model: &dyn MaskedModel, snap: &[Tensor]) {
+/// Writes `snap` back into `model`'s parameters and re-applies the masks (rewinding).
+pub fn restore(model: &dyn MaskedModel, snap: &[Tensor]) {
     tch::no_grad(|| {
         for (p, s) in model.params().iter().zip(snap) {
             let mut t = p.param.shallow_clone();

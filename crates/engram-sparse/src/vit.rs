@@ -108,14 +108,14 @@ impl Vit {
         let pos = path.var("pos_embed", &[1, cfg.patches() + 1, d], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
         let mut blocks = Vec::new();
         for b in 0..cfg.depth {
-            let p = path / format!("blocks.{b}");
+            let p = path / format!("blocks_{b}");
             blocks.push(Block {
                 ln1: LayerNorm::new(&(&p / "norm1"), d),
-                qkv: lin(&p / "attn.qkv", d, 3 * d)?,
-                proj: lin(&p / "attn.proj", d, d)?,
+                qkv: lin(&p / "attn_qkv", d, 3 * d)?,
+                proj: lin(&p / "attn_proj", d, d)?,
                 ln2: LayerNorm::new(&(&p / "norm2"), d),
-                fc1: lin(&p / "mlp.fc1", d, cfg.mlp_dim)?,
-                fc2: lin(&p / "mlp.fc2", cfg.mlp_dim, d)?,
+                fc1: lin(&p / "mlp_fc1", d, cfg.mlp_dim)?,
+                fc2: lin(&p / "mlp_fc2", cfg.mlp_dim, d)?,
             });
         }
         let ln = LayerNorm::new(&(path / "norm"), d);
