@@ -18,6 +18,8 @@ pub mod init;
 pub mod linear;
 pub mod norm;
 pub mod optim;
+pub mod loss;
+pub mod schedule;
 mod util;
 
 pub use linear::{Linear, LinearConfig};
