@@ -107,8 +107,26 @@ pub fn fetch_fashion_mnist() -> Result<(), String> {
         return Ok(());
     }
     eprintln!("xtask: fetching Fashion-MNIST (Debian dataset-fashion-mnist)");
-    let tmp = tmp_dir("fashion")?;
-    let download = |tmp: &Path| run_status(Command::new("apt-get").args(["download", "-q", "dataset-fashion-mnist"]).current_dir(tmp));
+    fetch_deb("dataset-fashion-mnist", "usr/share/datasets/fashion-mnist", &dest)
+}
+
+/// Headers of gloo, which the torch wheel links in but does not ship; c10d's
+/// `ProcessGroupGloo.hpp` needs them. Taken from Debian's `libgloo-dev` (headers only: the code
+/// that runs is torch's own gloo inside libtorch_cpu). Returns the include directory.
+pub fn fetch_gloo_headers() -> Result<PathBuf, String> {
+    let dest = data_dir().join("gloo-include");
+    if !dest.join("gloo/context.h").exists() {
+        eprintln!("xtask: fetching gloo headers (Debian libgloo-dev)");
+        fetch_deb("libgloo-dev", "usr/include", &dest)?;
+    }
+    Ok(dest)
+}
+
+/// Downloads a Debian package (no root needed once the package lists exist) and moves one of
+/// its folders to `dest`.
+fn fetch_deb(package: &str, inner: &str, dest: &Path) -> Result<(), String> {
+    let tmp = tmp_dir(package)?;
+    let download = |tmp: &Path| run_status(Command::new("apt-get").args(["download", "-q", package]).current_dir(tmp));
     if download(&tmp).is_err() {
         // A fresh machine has no package lists yet.
         run_status(Command::new("apt-get").args(["update", "-q"]))?;
@@ -118,10 +136,10 @@ pub fn fetch_fashion_mnist() -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or("apt-get download produced no .deb")?;
+        .ok_or_else(|| format!("apt-get download {package} produced no .deb"))?;
     let x = tmp.join("x");
     run_status(Command::new("dpkg").arg("-x").arg(&deb).arg(&x))?;
-    commit(&x.join("usr/share/datasets/fashion-mnist"), &dest)?;
+    commit(&x.join(inner), dest)?;
     let _ = fs::remove_dir_all(&tmp);
     Ok(())
 }
@@ -140,3 +158,4 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+

@@ -80,6 +80,7 @@ fn build(force: bool) -> Result<(), String> {
         return Ok(());
     }
     let nvcc = nvcc_path()?;
+    let gloo = crate::data::fetch_gloo_headers()?;
     let site = site_packages()?;
     let torch = site.join("torch");
     let nv = site.join("nvidia/cu13");
@@ -91,11 +92,15 @@ fn build(force: bool) -> Result<(), String> {
         .map(|a| format!("-gencode=arch=compute_{a},code=sm_{a}"))
         .collect();
     let common = |c: &mut Command| {
-        c.args(["-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-D_GLIBCXX_USE_CXX11_ABI=1", "--expt-relaxed-constexpr"])
+        c.args(["-std=c++17", "-O3", "-Xcompiler", "-fPIC,-Wno-interference-size", "-D_GLIBCXX_USE_CXX11_ABI=1", "--expt-relaxed-constexpr"])
             .arg(format!("-I{}", torch.join("include").display()))
             .arg(format!("-I{}", torch.join("include/torch/csrc/api/include").display()))
             .arg(format!("-I{}", nv.join("include").display()))
-            .arg(format!("-I{}", root().join("kernels/include").display()));
+            .arg(format!("-I{}", site.join("nvidia/nccl/include").display()))
+            .arg(format!("-I{}", gloo.display()))
+            .arg(format!("-I{}", root().join("kernels/include").display()))
+            // c10d headers hide their gloo/NCCL process groups behind these (kernels/src/dist.cpp).
+            .args(["-DUSE_DISTRIBUTED", "-DUSE_C10D_GLOO", "-DUSE_C10D_NCCL", "-DENGRAM_WITH_NCCL"]);
     };
     eprintln!("xtask: compiling {} kernel source(s) with {}", srcs.len(), nvcc.display());
     let started = std::time::Instant::now();
@@ -122,6 +127,7 @@ fn build(force: bool) -> Result<(), String> {
         .arg(format!("-L{}", torch.join("lib").display()))
         .arg(format!("-L{}", nv.join("lib").display()))
         .args(["-ltorch", "-ltorch_cpu", "-ltorch_cuda", "-lc10", "-lc10_cuda", "-l:libcudart.so.13"])
+        .arg(format!("-Xlinker=-rpath={}:{}", torch.join("lib").display(), nv.join("lib").display()))
         .arg("-o")
         .arg(&tmp);
     run_status(&mut link)?;

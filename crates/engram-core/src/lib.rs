@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod distributed;
 pub mod dtype;
 pub mod error;
 pub mod info;
