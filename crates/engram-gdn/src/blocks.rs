@@ -40,8 +40,8 @@ pub(crate) struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub fn new(p: &nn::Path, name: &str, dim: i64, eps: f64) -> Self {
-        RmsNorm { weight: p.ones(name, &[dim]), eps }
+    pub fn new(p: &nn::Path, dim: i64, eps: f64) -> Self {
+        RmsNorm { weight: p.ones("weight", &[dim]), eps }
     }
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let xf = x.to_kind(Kind::Float);
@@ -65,7 +65,7 @@ impl SwiGlu {
         let w1 = linear(p, "w1", d, hidden);
         let w2 = linear(p, "w2", hidden, d);
         let w3 = linear(p, "w3", d, hidden);
-        let norm = RmsNorm::new(p, "norm.weight", d, eps);
+        let norm = RmsNorm::new(&(p / "norm"), d, eps);
         SwiGlu { norm, w1, w2, w3 }
     }
     pub fn forward(&self, x: &Tensor) -> Tensor {

@@ -81,11 +81,11 @@ pub(crate) struct GdnLayer {
 impl GdnLayer {
     pub fn new(p: &nn::Path, cfg: &HybridConfig) -> Self {
         let (d, h, k, v) = (cfg.d_model, cfg.heads, cfg.key_dim, cfg.value_dim);
-        let norm = RmsNorm::new(p, "norm.weight", d, cfg.norm_eps);
+        let norm = RmsNorm::new(&(p / "norm"), d, cfg.norm_eps);
         let (flavour, o_proj) = match cfg.flavour {
             GdnFlavour::Seed => {
                 let kp = if cfg.key_conv_width > 1 {
-                    let mut w = p.zeros("k_conv.weight", &[h * k, d, cfg.key_conv_width]);
+                    let mut w = (p / "k_conv").zeros("weight", &[h * k, d, cfg.key_conv_width]);
                     engram_layers::init::kaiming_uniform_(&mut w, 5f64.sqrt());
                     KeyPath::Conv(w)
                 } else {
@@ -102,13 +102,13 @@ impl GdnLayer {
                 let k_proj = linear(p, "k_proj", d, h * k);
                 let v_proj = linear(p, "v_proj", d, h * v);
                 let conv = |name: &str, c: i64| {
-                    let mut w = p.zeros(name, &[c, 1, cfg.conv_width]);
+                    let mut w = (p / name).zeros("weight", &[c, 1, cfg.conv_width]);
                     engram_layers::init::kaiming_uniform_(&mut w, 5f64.sqrt());
                     w
                 };
-                let q_conv = conv("q_conv.weight", h * k);
-                let k_conv = conv("k_conv.weight", h * k);
-                let v_conv = conv("v_conv.weight", h * v);
+                let q_conv = conv("q_conv", h * k);
+                let k_conv = conv("k_conv", h * k);
+                let v_conv = conv("v_conv", h * v);
                 let a_proj = linear(p, "a_proj", d, h);
                 let b_proj = linear_const_bias(p, "b_proj", d, h, cfg.beta_bias);
                 // Mamba-2 / GDN init: A ~ U(1, 16), dt ~ logU(1e-3, 1e-1) stored as softplus⁻¹(dt).
@@ -121,7 +121,7 @@ impl GdnLayer {
                 let inv_softplus = &dt + dt.neg().expm1().neg().log();
                 let dt_bias = p.var_copy("dt_bias", &inv_softplus);
                 let gate_proj = linear(p, "gate_proj", d, h * v);
-                let o_norm = RmsNorm::new(p, "o_norm.weight", v, cfg.norm_eps);
+                let o_norm = RmsNorm::new(&(p / "o_norm"), v, cfg.norm_eps);
                 let o_proj = linear(p, "o_proj", h * v, d);
                 (
                     Flavour::Standard {

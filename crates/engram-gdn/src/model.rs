@@ -87,7 +87,7 @@ impl HybridModel {
     /// `layers.{i}.mixer.*`, `layers.{i}.ffn.*`, `norm_f.weight`, `lm_head.weight` when untied).
     pub fn new(path: &nn::Path, cfg: &HybridConfig) -> Result<Self> {
         cfg.validate()?;
-        let embed = path.var("embed.weight", &[cfg.vocab, cfg.d_model], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
+        let embed = (path / "embed").var("weight", &[cfg.vocab, cfg.d_model], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std });
         let mut layers = Vec::new();
         for (i, kind) in cfg.layers().into_iter().enumerate() {
             let lp = path / "layers" / i;
@@ -98,9 +98,9 @@ impl HybridModel {
             let ffn = SwiGlu::new(&(&lp / "ffn"), cfg.d_model, cfg.ffn_hidden(), cfg.norm_eps);
             layers.push((mixer, ffn));
         }
-        let norm_f = RmsNorm::new(path, "norm_f.weight", cfg.d_model, cfg.norm_eps);
+        let norm_f = RmsNorm::new(&(path / "norm_f"), cfg.d_model, cfg.norm_eps);
         let lm_head = (!cfg.tie_embeddings).then(|| {
-            path.var("lm_head.weight", &[cfg.vocab, cfg.d_model], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std })
+            (path / "lm_head").var("weight", &[cfg.vocab, cfg.d_model], nn::Init::Randn { mean: 0.0, stdev: cfg.init_std })
         });
         Ok(HybridModel { cfg: cfg.clone(), embed, lm_head, layers, norm_f, compute_kind: Kind::Float })
     }

@@ -42,7 +42,7 @@ impl SwaLayer {
         });
         let retrieval_o_proj = linear(p, "retrieval_o_proj", h * v, d);
         let gate_proj = linear_const_bias(p, "gate_proj", d, h, cfg.gate_bias);
-        let norm = RmsNorm::new(p, "norm.weight", d, cfg.norm_eps);
+        let norm = RmsNorm::new(&(p / "norm"), d, cfg.norm_eps);
         SwaLayer { cfg: cfg.clone(), norm, q_proj, k_proj, v_proj, o_proj, global_q_proj, retrieval_o_proj, gate_proj }
     }
 
