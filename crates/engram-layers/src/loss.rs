@@ -28,13 +28,6 @@ impl Reduction {
             Reduction::Sum => TchReduction::Sum,
         }
     }
-    fn int(self) -> i64 {
-        match self {
-            Reduction::None => 0,
-            Reduction::Mean => 1,
-            Reduction::Sum => 2,
-        }
-    }
     fn apply(self, t: Tensor) -> Tensor {
         match self {
             Reduction::None => t,

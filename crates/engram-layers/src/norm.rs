@@ -219,7 +219,7 @@ impl BatchNorm {
             if let Some(nb) = &self.num_batches_tracked {
                 tch::no_grad(|| {
                     let mut nb = nb.shallow_clone();
-                    let _ = nb.g_add_scalar_(1.0);
+                    let _ = nb.g_add_scalar_(1i64);
                 });
             }
         }
