@@ -11,15 +11,22 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bilinear;
+pub mod block;
+pub mod conv;
 pub mod dropout;
 pub mod embedding;
 pub mod ffn;
 pub mod init;
 pub mod linear;
+pub mod lora;
 pub mod norm;
 pub mod optim;
+pub mod pooling;
+pub mod recurrent;
 pub mod loss;
 pub mod schedule;
+pub mod squeeze_excitation;
 mod util;
 
 pub use linear::{Linear, LinearConfig};

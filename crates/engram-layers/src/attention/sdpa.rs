@@ -71,3 +71,49 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttentionMask, opts:
         None => out,
     })
 }
+
+/// [`attention`] with an additive float `bias` on the logits (e.g. ALiBi or a relative-position
+/// bias), broadcastable to `[B, H, Lq, Lk]`; masked positions stay excluded.
+///
+/// ```
+/// use engram_layers::attention::{alibi_bias, attention_with_bias, AttentionMask, MaskKind, SdpaOptions};
+/// let q = tch::Tensor::randn([1, 4, 5, 8], tch::kind::FLOAT_CPU);
+/// let bias = alibi_bias(4, 5, 5, tch::Device::Cpu).unwrap();
+/// let y = attention_with_bias(&q, &q, &q, &bias, &AttentionMask::new(MaskKind::Causal), SdpaOptions::default()).unwrap();
+/// assert_eq!(y.size(), vec![1, 4, 5, 8]);
+/// ```
+pub fn attention_with_bias(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, mask: &AttentionMask, opts: SdpaOptions) -> Result<Tensor> {
+    let (qs, ks) = (q.size(), k.size());
+    ensure_shape(qs.len() == 4 && ks.len() == 4, || format!("attention: q, k must be 4-D, got {qs:?} {ks:?}"))?;
+    let (b, h, lq, lk) = (qs[0], qs[1], qs[2], ks[2]);
+    let full = [b, h, lq, lk];
+    let bs = bias.size();
+    ensure_shape(bs.len() <= 4 && bs.iter().rev().zip(full.iter().rev()).all(|(&x, &y)| x == 1 || x == y), || {
+        format!("attention: bias {bs:?} does not broadcast to {full:?}")
+    })?;
+    let allowed = mask.build(b, lq, lk, q.device())?;
+    let mut float_mask = bias.to_kind(q.kind()).expand(full, false).contiguous();
+    if let Some(m) = &allowed {
+        float_mask = float_mask.masked_fill(&m.logical_not(), f64::NEG_INFINITY);
+    }
+    // The additive mask now carries the structure; pass it to the core as a plain float mask.
+    let (qs, ks, vs) = (q.size(), k.size(), v.size());
+    ensure_shape(ks[0] == b && vs[0] == b && ks[3] == qs[3] && vs[1] == ks[1] && vs[2] == lk && ks[1] > 0 && h % ks[1] == 0, || {
+        format!("attention: incompatible q {qs:?}, k {ks:?}, v {vs:?}")
+    })?;
+    let (k, v) = if ks[1] != h {
+        let rep = h / ks[1];
+        (k.f_repeat_interleave_self_int(rep, 1, None)?, v.f_repeat_interleave_self_int(rep, 1, None)?)
+    } else {
+        (k.shallow_clone(), v.shallow_clone())
+    };
+    let dropout = if opts.train { opts.dropout_p } else { 0.0 };
+    let out = Tensor::f_scaled_dot_product_attention(q, &k, &v, Some(&float_mask), dropout, false, opts.scale, false)?;
+    Ok(match &allowed {
+        Some(m) => {
+            let any = m.any_dim(-1, true).expand([b, h, lq, 1], false);
+            out.f_masked_fill(&any.logical_not(), 0.0)?
+        }
+        None => out,
+    })
+}
