@@ -87,3 +87,20 @@ pub fn load_subject(dir: &Path, device: Device) -> Result<Subject> {
     };
     Ok(Subject { model: Box::new(HybridProbe::new(loaded)), source: Some(dir.to_path_buf()), step: Some(step), config, text, notices })
 }
+
+/// Diagnoses one checkpoint, or two side by side: loads them (errors unchanged), runs every
+/// suite and probe, writes the report into `out_dir` (default `<first checkpoint>/diagnostics`).
+pub fn diagnose_checkpoints(
+    checkpoints: &[&Path],
+    device: Device,
+    suite: crate::retrieval::SuiteConfig,
+    out_dir: Option<&Path>,
+) -> Result<crate::report::Report> {
+    let Some(first) = checkpoints.first() else { anyhow::bail!("no checkpoint given") };
+    if checkpoints.len() > 2 {
+        anyhow::bail!("at most two checkpoints can be compared, got {}", checkpoints.len());
+    }
+    let subjects = checkpoints.iter().map(|p| load_subject(p, device)).collect::<Result<Vec<_>>>()?;
+    let out = out_dir.map(Path::to_path_buf).unwrap_or_else(|| first.join("diagnostics"));
+    crate::diagnose(subjects, &crate::DiagnoseOptions::new(suite, out))
+}
