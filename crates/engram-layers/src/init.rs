@@ -10,8 +10,11 @@ use tch::{nn, Tensor};
 /// `kaiming_uniform_(w, a)` as in PyTorch, with fan-in = `size[1] * prod(size[2..])`.
 pub fn kaiming_uniform_(w: &mut Tensor, a: f64) {
     let fan_in = fan_in(&w.size());
+    // Same f64 operation order as torch.nn.init.kaiming_uniform_, so the bound (and therefore
+    // every drawn value) is bit-identical.
     let gain = (2.0 / (1.0 + a * a)).sqrt();
-    let bound = (3.0f64).sqrt() * gain / (fan_in as f64).sqrt();
+    let std = gain / (fan_in as f64).sqrt();
+    let bound = (3.0f64).sqrt() * std;
     tch::no_grad(|| {
         let _ = w.uniform_(-bound, bound);
     });

@@ -482,6 +482,98 @@ def gen_losses():
     save("losses.safetensors", out)
 
 
+# ---------------------------------------------------------------- conv, recurrent, blocks
+def alibi_slopes_ref(n):
+    # Press et al., reference code
+    def p2(n):
+        start = 2 ** (-2 ** -(math.log2(n) - 3))
+        return [start * start ** i for i in range(n)]
+    if math.log2(n).is_integer():
+        return p2(n)
+    c = 2 ** math.floor(math.log2(n))
+    return p2(c) + alibi_slopes_ref(2 * c)[0::2][: n - c]
+
+
+def gen_layers2():
+    out = {}
+    # seeded init parity: the same construction order under the same seed
+    torch.manual_seed(11)
+    c2 = nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=1, groups=2)
+    c1 = nn.Conv1d(3, 3, 5, padding=4, dilation=2, groups=3)  # depthwise, dilated
+    c3 = nn.Conv3d(2, 4, 3, padding=1)
+    ct = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    bil = nn.Bilinear(3, 4, 2)
+    lstm = nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True)
+    gru = nn.GRU(3, 4, num_layers=1, batch_first=False)
+    for prefix, m in [("c2", c2), ("c1", c1), ("c3", c3), ("ct", ct), ("bil", bil), ("lstm", lstm), ("gru", gru)]:
+        for n, p in m.named_parameters():
+            out[f"{prefix}.{n}"] = p
+    x2 = torch.randn(2, 4, 7, 7)
+    x1 = torch.randn(2, 3, 9)
+    x3 = torch.randn(1, 2, 4, 4, 4)
+    out.update({"x2": x2, "x1": x1, "x3": x3})
+    for prefix, m, x in [("c2", c2, x2), ("c1", c1, x1), ("c3", c3, x3), ("ct", ct, x2)]:
+        y, (g,) = with_grad(m, x)
+        out[f"{prefix}.y"], out[f"{prefix}.gx"] = y, g
+    b1, b2 = torch.randn(5, 3), torch.randn(5, 4)
+    out.update({"bil.x1": b1, "bil.x2": b2, "bil.y": bil(b1, b2)})
+    xs = torch.randn(2, 6, 3)
+    out["xs"] = xs
+    y, (h, c) = lstm(xs)
+    out.update({"lstm.y": y, "lstm.h": h, "lstm.c": c})
+    h0 = torch.randn(1, 2, 4)
+    out["gru.h0"] = h0
+    y, h = gru(xs.transpose(0, 1), h0)
+    out.update({"gru.y": y, "gru.h": h})
+    # pooling
+    xp = torch.randn(2, 3, 9, 9)
+    out["xp"] = xp
+    out["maxpool"] = F.max_pool2d(xp, 3, stride=2, padding=1)
+    out["avgpool_ceil"] = F.avg_pool2d(xp, 2, stride=2, ceil_mode=True)
+    out["adaptive_avg"] = F.adaptive_avg_pool2d(xp, (4, 3))
+    out["adaptive_max1d"] = F.adaptive_max_pool1d(xp[:, :, 0], 4)
+    # squeeze-excitation (torchvision layout) and patch embedding, seeded
+    torch.manual_seed(12)
+    fc1, fc2 = nn.Conv2d(8, 2, 1), nn.Conv2d(2, 8, 1)
+    xse = torch.randn(2, 8, 5, 5)
+    out["se.x"] = xse
+    out["se.y"] = xse * torch.sigmoid(fc2(F.relu(fc1(F.adaptive_avg_pool2d(xse, 1)))))
+    torch.manual_seed(13)
+    proj = nn.Conv2d(3, 16, 4, stride=4)
+    xi = torch.randn(2, 3, 8, 8)
+    out["patch.x"], out["patch.y"] = xi, proj(xi).flatten(2).transpose(1, 2)
+    # ALiBi and biased attention (float mask into SDPA)
+    for n in (8, 6, 12):
+        out[f"alibi.slopes{n}"] = torch.tensor(alibi_slopes_ref(n), dtype=torch.float64)
+    h, l = 6, 5
+    slopes = torch.tensor(alibi_slopes_ref(h)).view(h, 1, 1)
+    pos = torch.arange(l)
+    bias = -(slopes * (pos.view(l, 1) - pos.view(1, l)).abs()).float()
+    q, k, v = torch.randn(1, h, l, 4), torch.randn(1, h, l, 4), torch.randn(1, h, l, 4)
+    causal = torch.ones(l, l, dtype=torch.bool).tril()
+    out.update({"alibi.q": q, "alibi.k": k, "alibi.v": v})
+    out["alibi.y"] = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(~causal, float("-inf")))
+    # linear attention, quadratic reference form
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    a = fq @ fk.transpose(-2, -1)
+    out["lin.y"] = (a @ v) / (a.sum(-1, keepdim=True) + 1e-6)
+    ac = a * causal
+    out["lin.y_causal"] = (ac @ v) / (ac.sum(-1, keepdim=True) + 1e-6)
+    # LLaMA-style pre-norm block, built in the Rust block's order under one seed
+    torch.manual_seed(21)
+    d, hh, kv, hid = 16, 4, 2, 24
+    in_norm = nn.RMSNorm(d, eps=1e-6)
+    qp, kp, vp, op = nn.Linear(d, d, bias=False), nn.Linear(d, kv * 4, bias=False), nn.Linear(d, kv * 4, bias=False), nn.Linear(d, d, bias=False)
+    post_norm = nn.RMSNorm(d, eps=1e-6)
+    gp, up, dp = nn.Linear(d, hid, bias=False), nn.Linear(d, hid, bias=False), nn.Linear(hid, d, bias=False)
+    xb = torch.randn(2, 6, d)
+    lc = torch.ones(6, 6, dtype=torch.bool).tril()
+    hmid = xb + llama_attention(in_norm(xb), qp, kp, vp, op, hh, kv, lc, True)
+    yb = hmid + dp(F.silu(gp(post_norm(hmid))) * up(post_norm(hmid)))
+    out["block.x"], out["block.y"] = xb, yb.detach()
+    save("layers2.safetensors", out)
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     gen_layers()
@@ -489,4 +581,5 @@ if __name__ == "__main__":
     gen_optim()
     gen_schedules()
     gen_losses()
+    gen_layers2()
     print("wrote", sorted(f for f in os.listdir(HERE) if f.endswith(".safetensors")))
