@@ -157,7 +157,7 @@ impl GdnLayer {
                         y
                     }
                 };
-                let mut k = k_raw.view([b, t, h, kd]);
+                let mut k = k_raw.reshape([b, t, h, kd]);
                 if c.rope_on_keys {
                     k = rope(&k, pos, c.rope_base);
                 }
@@ -173,9 +173,9 @@ impl GdnLayer {
                     new_conv.push(prev);
                     y.silu()
                 };
-                let q = l2norm(&conv(q_proj, q_conv, 0).view([b, t, h, kd]));
-                let k = l2norm(&conv(k_proj, k_conv, 1).view([b, t, h, kd]));
-                let v = conv(v_proj, v_conv, 2).view([b, t, h, vd]);
+                let q = l2norm(&conv(q_proj, q_conv, 0).reshape([b, t, h, kd]));
+                let k = l2norm(&conv(k_proj, k_conv, 1).reshape([b, t, h, kd]));
+                let v = conv(v_proj, v_conv, 2).reshape([b, t, h, vd]);
                 let beta = project(b_proj, &xn).sigmoid();
                 let a = (project(a_proj, &xn).to_kind(Kind::Float) + dt_bias).softplus();
                 let g = a * a_log.exp().neg();

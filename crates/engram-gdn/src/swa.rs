@@ -2,7 +2,7 @@
 
 use crate::blocks::{linear, linear_const_bias, project, rope, RmsNorm};
 use crate::config::HybridConfig;
-use crate::delta::{delta_rule, DeltaRuleOptions};
+use crate::delta::{delta_rule, seed_to_standard, DeltaRuleOptions, Semantics};
 use crate::gdn::WriteStream;
 use crate::Result;
 use engram_layers::Linear;
@@ -105,15 +105,25 @@ impl SwaLayer {
                 // The seed's read: the final state, at every position (non-causal, spec §2.9).
                 Tensor::einsum("bhkv,bthk->bthv", &[&ws.final_state.to_kind(qg.kind()), &qg], None::<i64>)
             } else {
+                // Causal read: o_t = S_tᵀ q_t with S_t the G state after step t. The seed
+                // semantics only reads with the write key, so the seed's writes go through the
+                // exact seed → standard map (same states) and are read with q_g, unscaled.
                 let opts = DeltaRuleOptions {
                     scale: Some(1.0),
                     initial_state: ws.initial_state.as_ref().map(|s| s.shallow_clone()),
                     output_final_state: false,
                     chunk_size: c.chunk_size,
-                    semantics: ws.semantics,
+                    semantics: Semantics::Standard,
                     ..Default::default()
                 };
-                delta_rule(&qg, &ws.keys, &ws.values, &ws.gate, &ws.beta, &opts)?.0
+                let qg = qg.to_kind(ws.keys.kind());
+                match ws.semantics {
+                    Semantics::Seed => {
+                        let (_, k, v, g, beta) = seed_to_standard(&ws.keys, &ws.values, &ws.gate, &ws.beta);
+                        delta_rule(&qg, &k, &v, &g, &beta, &opts)?.0
+                    }
+                    Semantics::Standard => delta_rule(&qg, &ws.keys, &ws.values, &ws.gate, &ws.beta, &opts)?.0,
+                }
             };
             let r = project(&self.retrieval_o_proj, &retrieved.to_kind(x.kind()).reshape([b, t, h * c.value_dim]));
             let gate = project(&self.gate_proj, &xn).sigmoid().mean_dim(-1, true, r.kind());

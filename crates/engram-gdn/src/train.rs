@@ -226,7 +226,7 @@ pub struct TrainSummary {
 /// Cross-entropy of logits `[B,T,V]` against targets `[B,T]` (-100 ignored), in fp32.
 pub fn lm_loss(logits: &Tensor, targets: &Tensor) -> Tensor {
     let v = logits.size()[2];
-    logits.to_kind(Kind::Float).view([-1, v]).cross_entropy_loss::<Tensor>(&targets.view([-1]), None, tch::Reduction::Mean, -100, 0.0)
+    logits.to_kind(Kind::Float).reshape([-1, v]).cross_entropy_loss::<Tensor>(&targets.reshape([-1]), None, tch::Reduction::Mean, -100, 0.0)
 }
 
 /// Entropy (nats) of the token frequencies of `tokens` (1-D, ids < vocab).
