@@ -1,0 +1,52 @@
+// Host-side interface of the chunked gated-delta-rule kernels (gdr_*.cu), used by gdr_op.cpp.
+//
+// Shapes: q,k [B,T,H,K], v [B,T,H,V] (one dtype T: fp32, fp16 or bf16), g and beta [B,T,H]
+// fp32, h0/ht [B,H,K,V] fp32. Per-chunk intermediates live in a [B,H,NT,...] layout with the
+// tail chunk zero-padded to C = 64 rows, so that only the stages reading or writing the user's
+// [B,T,H,*] tensors need to know about tails. All offsets are 64-bit.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace engram {
+namespace gdr {
+
+enum DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+struct Params {
+  int B = 0, T = 0, H = 0, K = 0, V = 0, NT = 0;
+  float scale = 1.f;
+  // user tensors
+  const void *q = nullptr, *k = nullptr, *v = nullptr;  // T
+  const float *g = nullptr, *beta = nullptr;            // [B,T,H] fp32
+  const float* h0 = nullptr;                            // [B,H,K,V] fp32 or null
+  void* o = nullptr;                                    // T [B,T,H,V]
+  float* ht = nullptr;                                  // [B,H,K,V] fp32
+  // per-chunk intermediates
+  float* gc = nullptr;    // [B,H,NT,C]    chunk-local cumulative log decay
+  float* A = nullptr;     // [B,H,NT,C,C]  (I + L)^-1
+  void* Aqk = nullptr;    // T [B,H,NT,C,C] tril(Q K^T * decay), diagonal included
+  void* w = nullptr;      // T [B,H,NT,C,K]  A (beta exp(G) K)
+  void* u = nullptr;      // T [B,H,NT,C,V]  A (beta V)
+  void* h = nullptr;      // T [B,H,NT,K,V]  state entering each chunk (saved for backward)
+  void* X = nullptr;      // T [B,H,NT,C,V]  v_new = u - w S (saved for backward)
+  bool save = false;      // forward scan stores h and X
+  // backward
+  const void* dO = nullptr;    // T [B,T,H,V]
+  const float* dht = nullptr;  // [B,H,K,V] or null
+  void* dh = nullptr;          // T [B,H,NT,K,V] gradient w.r.t. the state leaving each chunk
+  void* dX = nullptr;          // T [B,H,NT,C,V]
+  float* dh0 = nullptr;        // [B,H,K,V]
+  void *dq = nullptr, *dk = nullptr, *dv = nullptr;  // T, user layout
+  float *dbeta = nullptr, *dg = nullptr;             // [B,T,H]
+};
+
+// Each throws (c10::Error) on an unsupported shape or a failed launch.
+void launch_prep(DType dt, const Params& p, cudaStream_t s);      // gc, A, Aqk, w, u
+void launch_fwd_scan(DType dt, const Params& p, cudaStream_t s);  // o, ht (+ h, X when save)
+void launch_bwd_scan(DType dt, const Params& p, cudaStream_t s);  // dh, dX, dh0
+void launch_bwd_grad(DType dt, const Params& p, cudaStream_t s);  // dq, dk, dv, dbeta, dg
+
+}  // namespace gdr
+}  // namespace engram

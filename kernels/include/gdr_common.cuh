@@ -1,0 +1,188 @@
+// Device helpers shared by the chunked gated-delta-rule kernels (gdr_*.cu).
+//
+// Every stage works on 64-row chunk tiles held in shared memory. Matrix products go through
+// `mm`: tensor cores (WMMA, fp32 accumulation) for bf16/fp16 operands, plain fp32 FMA for fp32
+// operands (tf32 would miss the fp32 accuracy target of 1e-4 on outputs).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+#include <cstdint>
+
+namespace engram {
+namespace gdr {
+
+constexpr int kC = 64;         // chunk length (rows of every chunk tile)
+constexpr int kThreads = 256;  // threads per block, all kernels
+constexpr int kWarps = kThreads / 32;
+
+template <class T> struct Pad { static constexpr int t = 8, f = 4; };      // elements of row padding
+template <> struct Pad<float> { static constexpr int t = 0, f = 0; };      // fp32 path: smem is tight
+
+template <class T> __device__ __forceinline__ float to_f(T x);
+template <> __device__ __forceinline__ float to_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// Bump allocator for one dynamic shared-memory block; identical on host (sizing) and device.
+struct SmemPlan {
+  size_t off = 0;
+  __host__ __device__ size_t take(size_t bytes) {
+    size_t o = off;
+    off += (bytes + 127) / 128 * 128;
+    return o;
+  }
+};
+
+// ---- async copies (16 bytes, zero-fill when the source row is past the sequence end) ----
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Copies a rows x cols tile (row stride gstride elements) into smem (row stride lds);
+// rows >= valid_rows are zero-filled. cols * sizeof(T) must be a multiple of 16.
+template <class T>
+__device__ __forceinline__ void load_tile_async(T* s, int lds, const T* g, int64_t gstride, int rows, int cols,
+                                                int valid_rows) {
+  constexpr int V = 16 / sizeof(T);
+  const int vpr = cols / V;
+  for (int i = threadIdx.x; i < rows * vpr; i += kThreads) {
+    int r = i / vpr, c = (i - r * vpr) * V;
+    bool ok = r < valid_rows;
+    const T* src = g + (ok ? (int64_t)r * gstride + c : 0);
+    cp_async16(s + r * lds + c, src, ok);
+  }
+}
+
+// Stores a rows x cols fp32 smem tile to global as T (times alpha, times rowscale[r] if given);
+// rows >= valid_rows are skipped.
+template <class T>
+__device__ __forceinline__ void store_tile(T* g, int64_t gstride, const float* s, int lds, int rows, int cols,
+                                           int valid_rows, float alpha = 1.f, const float* rowscale = nullptr) {
+  constexpr int V = 16 / sizeof(T);
+  const int vpr = cols / V;
+  for (int i = threadIdx.x; i < rows * vpr; i += kThreads) {
+    int r = i / vpr, c = (i - r * vpr) * V;
+    if (r >= valid_rows) continue;
+    float a = rowscale ? alpha * rowscale[r] : alpha;
+    alignas(16) T tmp[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) tmp[e] = from_f<T>(a * s[r * lds + c + e]);
+    *reinterpret_cast<int4*>(g + (int64_t)r * gstride + c) = *reinterpret_cast<const int4*>(tmp);
+  }
+}
+// Same for a T smem tile.
+template <class T>
+__device__ __forceinline__ void store_tile_t(T* g, int64_t gstride, const T* s, int lds, int rows, int cols,
+                                             int valid_rows) {
+  constexpr int V = 16 / sizeof(T);
+  const int vpr = cols / V;
+  for (int i = threadIdx.x; i < rows * vpr; i += kThreads) {
+    int r = i / vpr, c = (i - r * vpr) * V;
+    if (r >= valid_rows) continue;
+    *reinterpret_cast<int4*>(g + (int64_t)r * gstride + c) = *reinterpret_cast<const int4*>(s + r * lds + c);
+  }
+}
+
+// ---- block-wide matrix product: C (fp32, M x N) = [C +] alpha * op(A) * op(B) ----
+// op(A) is M x Kd: A stored row-major M x Kd (lda) or, when TA, Kd x M. op(B) is Kd x N: B
+// stored Kd x N or, when TB, N x Kd. M, N, Kd are multiples of 16. Each 16x16 output tile is
+// owned by one warp, always the same one for the same (M, N): two products into the same C
+// issued back to back by the block need no barrier between them.
+template <class T, bool TA, bool TB>
+struct MM {
+  static __device__ __forceinline__ void run(float* C, int ldc, const T* A, int lda, const T* B, int ldb, int M, int N,
+                                             int Kd, bool acc, float alpha) {
+    using namespace nvcuda;
+    using LA = typename std::conditional<TA, wmma::col_major, wmma::row_major>::type;
+    using LB = typename std::conditional<TB, wmma::col_major, wmma::row_major>::type;
+    const int warp = threadIdx.x >> 5;
+    const int tn = N >> 4, tiles = (M >> 4) * tn;
+    for (int t = warp; t < tiles; t += kWarps) {
+      const int m0 = (t / tn) << 4, n0 = (t % tn) << 4;
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+      wmma::fill_fragment(c, 0.f);
+      for (int k0 = 0; k0 < Kd; k0 += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, LA> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LB> b;
+        wmma::load_matrix_sync(a, TA ? A + (int64_t)k0 * lda + m0 : A + (int64_t)m0 * lda + k0, lda);
+        wmma::load_matrix_sync(b, TB ? B + (int64_t)n0 * ldb + k0 : B + (int64_t)k0 * ldb + n0, ldb);
+        wmma::mma_sync(c, a, b, c);
+      }
+      float* cp = C + (int64_t)m0 * ldc + n0;
+      if (acc) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> old;
+        wmma::load_matrix_sync(old, cp, ldc, wmma::mem_row_major);
+#pragma unroll
+        for (int e = 0; e < old.num_elements; ++e) c.x[e] = old.x[e] + alpha * c.x[e];
+      } else if (alpha != 1.f) {
+#pragma unroll
+        for (int e = 0; e < c.num_elements; ++e) c.x[e] *= alpha;
+      }
+      wmma::store_matrix_sync(cp, c, ldc, wmma::mem_row_major);
+    }
+  }
+};
+
+// fp32 operands: FMA, 4x4 outputs per thread (fixed owner per output, as above).
+template <bool TA, bool TB>
+struct MM<float, TA, TB> {
+  static __device__ __forceinline__ void run(float* C, int ldc, const float* A, int lda, const float* B, int ldb,
+                                             int M, int N, int Kd, bool acc, float alpha) {
+    const int tn = N >> 2, tiles = (M >> 2) * tn;
+    for (int t = threadIdx.x; t < tiles; t += kThreads) {
+      const int m0 = (t / tn) << 2, n0 = (t % tn) << 2;
+      float r[4][4] = {};
+      for (int k = 0; k < Kd; ++k) {
+        float a[4], b[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          a[i] = TA ? A[(int64_t)k * lda + m0 + i] : A[(int64_t)(m0 + i) * lda + k];
+          b[i] = TB ? B[(int64_t)(n0 + i) * ldb + k] : B[(int64_t)k * ldb + n0 + i];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) r[i][j] = fmaf(a[i], b[j], r[i][j]);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          float* p = C + (int64_t)(m0 + i) * ldc + n0 + j;
+          *p = acc ? *p + alpha * r[i][j] : alpha * r[i][j];
+        }
+    }
+  }
+};
+
+template <class T, bool TA = false, bool TB = false>
+__device__ __forceinline__ void mm(float* C, int ldc, const T* A, int lda, const T* B, int ldb, int M, int N, int Kd,
+                                   bool acc = false, float alpha = 1.f) {
+  MM<T, TA, TB>::run(C, ldc, A, lda, B, ldb, M, N, Kd, acc, alpha);
+}
+
+// out[r] += coef(r) * sum_c A[r][c] * B[r][c] for r < rows; one warp per row.
+template <class TA_, class TB_, class F>
+__device__ __forceinline__ void row_dot_add(float* out, const TA_* A, int lda, const TB_* B, int ldb, int rows,
+                                            int cols, F coef) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int r = warp; r < rows; r += kWarps) {
+    float s = 0.f;
+    for (int c = lane; c < cols; c += 32) s += to_f(A[r * lda + c]) * to_f(B[r * ldb + c]);
+#pragma unroll
+    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) out[r] += coef(r) * s;
+  }
+}
+
+}  // namespace gdr
+}  // namespace engram

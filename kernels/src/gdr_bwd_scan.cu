@@ -1,0 +1,177 @@
+// Backward stage 1: the reverse pass over chunks, one block per (batch, head, V-block), keeping
+// the fp32 state gradient dS [K x VB] in shared memory. For chunk c (last to first), with
+// dS = gradient w.r.t. the state leaving the chunk:
+//   dX = scale Aqk^T dO + (K exp(G_last - G)) dS            (stored: the gradient of v_new)
+//   dS <- exp(G_last) dS + scale (exp(G) Q)^T dO - w^T dX   (the gradient entering the chunk)
+// and dS before the update is stored as dh[c]. What is left at the end is dh0.
+#include <c10/util/Exception.h>
+#include <c10/cuda/CUDAException.h>
+#include "gdr.h"
+#include "gdr_common.cuh"
+
+namespace engram {
+namespace gdr {
+namespace {
+
+template <class T, int VB>
+struct BScanLayout {
+  static constexpr int NBUF = sizeof(T) == 4 ? 1 : 2;
+  size_t S, ST, buf[2], X, XT, total;
+  size_t q, k, w, d, a, g;
+  int ldk, ldvb_f, ldvb_t, lda;
+  __host__ __device__ BScanLayout(int K) {
+    const int pt = Pad<T>::t, pf = Pad<T>::f;
+    ldk = K + pt; ldvb_f = VB + pf; ldvb_t = VB + pt; lda = kC + pt;
+    SmemPlan in;
+    q = in.take(sizeof(T) * kC * ldk);
+    k = in.take(sizeof(T) * kC * ldk);
+    w = in.take(sizeof(T) * kC * ldk);
+    d = in.take(sizeof(T) * kC * ldvb_t);
+    a = in.take(sizeof(T) * kC * lda);
+    g = in.take(sizeof(float) * kC);
+    SmemPlan s;
+    S = s.take(sizeof(float) * K * ldvb_f);
+    ST = s.take(sizeof(T) * K * ldvb_t);
+    for (int i = 0; i < NBUF; ++i) buf[i] = s.take(in.off);
+    if (NBUF == 1) buf[1] = buf[0];
+    X = s.take(sizeof(float) * kC * ldvb_f);
+    XT = s.take(sizeof(T) * kC * ldvb_t);
+    total = s.off;
+  }
+};
+
+template <class T, int VB>
+__device__ __forceinline__ void fetch_chunk(const Params& p, const BScanLayout<T, VB>& L, unsigned char* buf,
+                                            int64_t b, int hh, int64_t bh, int vb, int c) {
+  const int K = p.K, V = p.V, H = p.H;
+  const int t0 = c * kC, Lc = min(kC, p.T - t0);
+  const int64_t row0 = (b * p.T + t0) * H + hh;
+  const int64_t cidx = bh * p.NT + c;
+  load_tile_async(reinterpret_cast<T*>(buf + L.q), L.ldk, static_cast<const T*>(p.q) + row0 * K, (int64_t)H * K, kC,
+                  K, Lc);
+  load_tile_async(reinterpret_cast<T*>(buf + L.k), L.ldk, static_cast<const T*>(p.k) + row0 * K, (int64_t)H * K, kC,
+                  K, Lc);
+  load_tile_async(reinterpret_cast<T*>(buf + L.w), L.ldk, static_cast<const T*>(p.w) + cidx * kC * K, K, kC, K, kC);
+  load_tile_async(reinterpret_cast<T*>(buf + L.d), L.ldvb_t, static_cast<const T*>(p.dO) + row0 * V + vb * VB,
+                  (int64_t)H * V, kC, VB, Lc);
+  load_tile_async(reinterpret_cast<T*>(buf + L.a), L.lda, static_cast<const T*>(p.Aqk) + cidx * kC * kC, kC, kC, kC,
+                  kC);
+  load_tile_async(reinterpret_cast<float*>(buf + L.g), kC, p.gc + cidx * kC, kC, 1, kC, 1);
+}
+
+template <class T, int VB>
+__global__ void __launch_bounds__(kThreads, 1) bwd_scan_kernel(Params p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  using Lay = BScanLayout<T, VB>;
+  const int K = p.K, V = p.V, H = p.H, NT = p.NT, nvb = V / VB;
+  const int64_t blk = blockIdx.x;
+  const int vb = (int)(blk % nvb);
+  const int64_t bh = blk / nvb;
+  const int hh = (int)(bh % H);
+  const int64_t b = bh / H;
+  Lay L(K);
+  float* S = reinterpret_cast<float*>(smem + L.S);
+  T* ST = reinterpret_cast<T*>(smem + L.ST);
+  float* X = reinterpret_cast<float*>(smem + L.X);
+  T* XT = reinterpret_cast<T*>(smem + L.XT);
+  const int tid = threadIdx.x;
+  const int64_t state0 = bh * K * V + vb * VB;
+  for (int e = tid; e < K * VB; e += kThreads) {
+    int i = e / VB, j = e % VB;
+    S[i * L.ldvb_f + j] = p.dht ? p.dht[state0 + (int64_t)i * V + j] : 0.f;
+  }
+  fetch_chunk<T, VB>(p, L, smem + L.buf[(NT - 1) % Lay::NBUF], b, hh, bh, vb, NT - 1);
+  cp_commit();
+  for (int c = NT - 1; c >= 0; --c) {
+    unsigned char* cur = smem + L.buf[c % Lay::NBUF];
+    if (Lay::NBUF == 2 && c > 0) {
+      fetch_chunk<T, VB>(p, L, smem + L.buf[(c - 1) % 2], b, hh, bh, vb, c - 1);
+      cp_commit();
+      cp_wait<1>();
+    } else {
+      if (Lay::NBUF == 1 && c < NT - 1) {
+        fetch_chunk<T, VB>(p, L, cur, b, hh, bh, vb, c);
+        cp_commit();
+      }
+      cp_wait<0>();
+    }
+    __syncthreads();
+    T* qS = reinterpret_cast<T*>(cur + L.q);
+    T* kS = reinterpret_cast<T*>(cur + L.k);
+    T* wS = reinterpret_cast<T*>(cur + L.w);
+    T* dS_ = reinterpret_cast<T*>(cur + L.d);
+    T* aS = reinterpret_cast<T*>(cur + L.a);
+    float* gS = reinterpret_cast<float*>(cur + L.g);
+    const float gl = gS[kC - 1];
+    const float Gam = __expf(gl);
+    const int64_t cidx = bh * NT + c;
+    for (int e = tid; e < K * VB; e += kThreads) {
+      int i = e / VB, j = e % VB;
+      float s = S[i * L.ldvb_f + j];
+      ST[i * L.ldvb_t + j] = from_f<T>(s);
+      S[i * L.ldvb_f + j] = Gam * s;
+    }
+    for (int e = tid; e < kC * K; e += kThreads) {
+      int i = e / K, j = e % K;
+      kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * __expf(gl - gS[i]));
+      qS[i * L.ldk + j] = from_f<T>(to_f(qS[i * L.ldk + j]) * (p.scale * __expf(gS[i])));
+    }
+    __syncthreads();
+    store_tile_t<T>(static_cast<T*>(p.dh) + cidx * K * V + vb * VB, V, ST, L.ldvb_t, K, VB, K);
+    mm<T, true, false>(X, L.ldvb_f, aS, L.lda, dS_, L.ldvb_t, kC, VB, kC, false, p.scale);
+    mm<T>(X, L.ldvb_f, kS, L.ldk, ST, L.ldvb_t, kC, VB, K, true);
+    mm<T, true, false>(S, L.ldvb_f, qS, L.ldk, dS_, L.ldvb_t, K, VB, kC, true);
+    __syncthreads();
+    for (int e = tid; e < kC * VB; e += kThreads) {
+      int i = e / VB, j = e % VB;
+      XT[i * L.ldvb_t + j] = from_f<T>(X[i * L.ldvb_f + j]);
+    }
+    __syncthreads();
+    store_tile_t<T>(static_cast<T*>(p.dX) + cidx * kC * V + vb * VB, V, XT, L.ldvb_t, kC, VB, kC);
+    mm<T, true, false>(S, L.ldvb_f, wS, L.ldk, XT, L.ldvb_t, K, VB, kC, true, -1.f);
+    __syncthreads();
+  }
+  for (int e = tid; e < K * VB; e += kThreads) {
+    int i = e / VB, j = e % VB;
+    p.dh0[state0 + (int64_t)i * V + j] = S[i * L.ldvb_f + j];
+  }
+}
+
+template <class T, int VB>
+void run_scan(const Params& p, cudaStream_t s) {
+  BScanLayout<T, VB> L(p.K);
+  int dev = 0, maxs = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&maxs, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  TORCH_CHECK(L.total <= (size_t)maxs, "gdr backward scan: K=", p.K, " needs ", L.total,
+              " bytes of shared memory, the device has ", maxs);
+  C10_CUDA_CHECK(
+      cudaFuncSetAttribute(bwd_scan_kernel<T, VB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L.total));
+  int64_t blocks = (int64_t)p.B * p.H * (p.V / VB);
+  TORCH_CHECK(blocks < (int64_t)INT32_MAX, "gdr backward scan: too many blocks");
+  bwd_scan_kernel<T, VB><<<(unsigned)blocks, kThreads, L.total, s>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <class T>
+void pick_vb(const Params& p, cudaStream_t s) {
+  int sms = 0, dev = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (p.V % 32 == 0 && (int64_t)p.B * p.H * (p.V / 32) >= sms) return run_scan<T, 32>(p, s);
+  return run_scan<T, 16>(p, s);
+}
+
+}  // namespace
+
+void launch_bwd_scan(DType dt, const Params& p, cudaStream_t s) {
+  switch (dt) {
+    case kF32: return pick_vb<float>(p, s);
+    case kF16: return pick_vb<__half>(p, s);
+    case kBF16: return pick_vb<__nv_bfloat16>(p, s);
+  }
+  TORCH_CHECK(false, "gdr: unsupported dtype");
+}
+
+}  // namespace gdr
+}  // namespace engram

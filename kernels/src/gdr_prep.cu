@@ -1,0 +1,188 @@
+// Stage 1 of the chunked gated delta rule: per (batch, head, chunk), fully parallel.
+// Chunk-local cumulative log decay G, L = strictly-lower(beta_i exp(G_i - G_j) k_i.k_j),
+// A = (I + L)^-1 (blocked forward substitution in fp32), w = A (beta exp(G) K),
+// u = A (beta V), and Aqk = tril(Q K^T * exp(G_i - G_j)) for the output stage.
+#include <c10/util/Exception.h>
+#include <c10/cuda/CUDAException.h>
+#include "gdr.h"
+#include "gdr_common.cuh"
+
+namespace engram {
+namespace gdr {
+namespace {
+
+template <class T>
+struct PrepLayout {
+  size_t k, q, v, ff, at, g, b, tri, total;
+  int ldk, ldv, ldf, ldo, ldat;
+  __host__ __device__ PrepLayout(int K, int V) {
+    const int pt = Pad<T>::t, pf = Pad<T>::f;
+    ldk = K + pt; ldv = V + pt; ldf = kC + pf; ldat = kC + pt;
+    ldo = (K > V ? K : V) + pf;
+    SmemPlan s;
+    k = s.take(sizeof(T) * kC * ldk);
+    q = s.take(sizeof(T) * kC * ldk);
+    v = s.take(sizeof(T) * kC * ldv);
+    size_t two = 2 * sizeof(float) * kC * ldf, out = sizeof(float) * kC * ldo;
+    ff = s.take(two > out ? two : out);  // F1 | F2, later the fp32 product w or u
+    at = s.take(sizeof(T) * kC * ldat);
+    g = s.take(sizeof(float) * kC);
+    b = s.take(sizeof(float) * kC);
+    tri = s.take(sizeof(float) * 3 * 256);
+    total = s.off;
+  }
+};
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int K = p.K, V = p.V, NT = p.NT, H = p.H;
+  const int64_t blk = blockIdx.x;
+  const int c = (int)(blk % NT);
+  const int64_t bh = blk / NT;
+  const int hh = (int)(bh % H);
+  const int64_t b = bh / H;
+  const int t0 = c * kC;
+  const int Lc = min(kC, p.T - t0);
+  PrepLayout<T> L(K, V);
+  T* kS = reinterpret_cast<T*>(smem + L.k);
+  T* qS = reinterpret_cast<T*>(smem + L.q);
+  T* vS = reinterpret_cast<T*>(smem + L.v);
+  float* F1 = reinterpret_cast<float*>(smem + L.ff);
+  float* F2 = F1 + kC * L.ldf;
+  float* OUT = F1;
+  T* AT = reinterpret_cast<T*>(smem + L.at);
+  float* gS = reinterpret_cast<float*>(smem + L.g);
+  float* bS = reinterpret_cast<float*>(smem + L.b);
+  float* tri = reinterpret_cast<float*>(smem + L.tri);
+  const int tid = threadIdx.x;
+
+  const int64_t row0 = (b * p.T + t0) * H + hh;  // (b, t0, hh) in [B,T,H]
+  load_tile_async(kS, L.ldk, static_cast<const T*>(p.k) + row0 * K, (int64_t)H * K, kC, K, Lc);
+  load_tile_async(qS, L.ldk, static_cast<const T*>(p.q) + row0 * K, (int64_t)H * K, kC, K, Lc);
+  load_tile_async(vS, L.ldv, static_cast<const T*>(p.v) + row0 * V, (int64_t)H * V, kC, V, Lc);
+  cp_commit();
+  if (tid < kC) {
+    bool ok = tid < Lc;
+    gS[tid] = ok ? p.g[row0 + (int64_t)tid * H] : 0.f;  // padded rows: no decay, no write
+    bS[tid] = ok ? p.beta[row0 + (int64_t)tid * H] : 0.f;
+  }
+  __syncthreads();
+  if (tid < 32) {  // inclusive scan of 64 values in one warp
+    float a = gS[2 * tid], s2 = a + gS[2 * tid + 1];
+    float x = s2;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      float y = __shfl_up_sync(0xffffffffu, x, o);
+      if (tid >= o) x += y;
+    }
+    float excl = x - s2;
+    gS[2 * tid] = excl + a;
+    gS[2 * tid + 1] = x;
+  }
+  cp_wait<0>();
+  __syncthreads();
+  const int64_t cidx = bh * NT + c;  // chunk index in [B,H,NT]
+  if (tid < kC) p.gc[cidx * kC + tid] = gS[tid];
+  mm<T, false, true>(F1, L.ldf, kS, L.ldk, kS, L.ldk, kC, kC, K);  // K K^T
+  mm<T, false, true>(F2, L.ldf, qS, L.ldk, kS, L.ldk, kC, kC, K);  // Q K^T
+  __syncthreads();
+  T* aqk = static_cast<T*>(p.Aqk) + cidx * kC * kC;
+  for (int e = tid; e < kC * kC; e += kThreads) {
+    int i = e / kC, j = e % kC;
+    float d = j <= i ? __expf(gS[i] - gS[j]) : 0.f;
+    F1[i * L.ldf + j] = j < i ? bS[i] * d * F1[i * L.ldf + j] : 0.f;
+    aqk[e] = from_f<T>(F2[i * L.ldf + j] * d);
+  }
+  __syncthreads();
+  // A = (I + L)^-1 into F2: invert the four 16x16 diagonal blocks, then fill the block
+  // diagonals below by A_ij = -A_ii * sum_{k=j}^{i-1} L_ik A_kj, distance 1, 2, 3.
+  for (int e = tid; e < kC * kC; e += kThreads) F2[(e / kC) * L.ldf + e % kC] = 0.f;
+  __syncthreads();
+  if (tid < kC) {
+    const int qb = tid >> 4, col = tid & 15, base = qb * 16;
+    float colv[16];
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      float a = r == col ? 1.f : 0.f;
+#pragma unroll
+      for (int m = 0; m < r; ++m) a -= F1[(base + r) * L.ldf + base + m] * colv[m];
+      colv[r] = r < col ? 0.f : a;
+    }
+#pragma unroll
+    for (int r = 0; r < 16; ++r) F2[(base + r) * L.ldf + base + col] = colv[r];
+  }
+  __syncthreads();
+  for (int d = 1; d < 4; ++d) {
+    const int npairs = 4 - d;
+    for (int e = tid; e < npairs * 256; e += kThreads) {  // T_ij = sum_k L_ik A_kj
+      int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15;
+      int bj = pr, bi = pr + d;
+      float s = 0.f;
+      for (int m = 16 * bj; m < 16 * bi; ++m) s += F1[(16 * bi + r) * L.ldf + m] * F2[m * L.ldf + 16 * bj + cc];
+      tri[e] = s;
+    }
+    __syncthreads();
+    for (int e = tid; e < npairs * 256; e += kThreads) {  // A_ij = -A_ii T_ij
+      int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15;
+      int bj = pr, bi = pr + d;
+      float s = 0.f;
+#pragma unroll
+      for (int m = 0; m < 16; ++m) s += F2[(16 * bi + r) * L.ldf + 16 * bi + m] * tri[(pr << 8) + (m << 4) + cc];
+      F2[(16 * bi + r) * L.ldf + 16 * bj + cc] = -s;
+    }
+    __syncthreads();
+  }
+  float* Ag = p.A + cidx * kC * kC;
+  for (int e = tid; e < kC * kC; e += kThreads) {
+    int i = e / kC, j = e % kC;
+    float a = F2[i * L.ldf + j];
+    Ag[e] = a;
+    AT[i * L.ldat + j] = from_f<T>(a);
+  }
+  for (int e = tid; e < kC * K; e += kThreads) {
+    int i = e / K, j = e % K;
+    kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * bS[i] * __expf(gS[i]));
+  }
+  for (int e = tid; e < kC * V; e += kThreads) {
+    int i = e / V, j = e % V;
+    vS[i * L.ldv + j] = from_f<T>(to_f(vS[i * L.ldv + j]) * bS[i]);
+  }
+  __syncthreads();
+  mm<T>(OUT, L.ldo, AT, L.ldat, kS, L.ldk, kC, K, kC);
+  __syncthreads();
+  store_tile<T>(static_cast<T*>(p.w) + cidx * kC * K, K, OUT, L.ldo, kC, K, kC);
+  __syncthreads();
+  mm<T>(OUT, L.ldo, AT, L.ldat, vS, L.ldv, kC, V, kC);
+  __syncthreads();
+  store_tile<T>(static_cast<T*>(p.u) + cidx * kC * V, V, OUT, L.ldo, kC, V, kC);
+}
+
+template <class T>
+void run_prep(const Params& p, cudaStream_t s) {
+  PrepLayout<T> L(p.K, p.V);
+  int dev = 0, maxs = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&maxs, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  TORCH_CHECK(L.total <= (size_t)maxs, "gdr prep: K=", p.K, ", V=", p.V, " need ", L.total,
+              " bytes of shared memory, the device has ", maxs);
+  C10_CUDA_CHECK(cudaFuncSetAttribute(prep_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L.total));
+  int64_t blocks = (int64_t)p.B * p.H * p.NT;
+  TORCH_CHECK(blocks < (int64_t)INT32_MAX, "gdr prep: too many chunks");
+  prep_kernel<T><<<(unsigned)blocks, kThreads, L.total, s>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+void launch_prep(DType dt, const Params& p, cudaStream_t s) {
+  switch (dt) {
+    case kF32: return run_prep<float>(p, s);
+    case kF16: return run_prep<__half>(p, s);
+    case kBF16: return run_prep<__nv_bfloat16>(p, s);
+  }
+  TORCH_CHECK(false, "gdr: unsupported dtype");
+}
+
+}  // namespace gdr
+}  // namespace engram
