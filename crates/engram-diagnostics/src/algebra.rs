@@ -4,6 +4,7 @@
 //! The recurrence is the seed's (spec §3.2): `S_t = g_t S_{t−1} + β_t k_t (v_t − S_{t−1}ᵀ k_t)ᵀ`.
 
 use anyhow::{bail, Result};
+use engram_core::ops::delta_rule::{delta_rule, Backend, DeltaRuleOptions, Semantics};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -99,7 +100,39 @@ pub fn validate_delta_rule(key_dim: i64) -> Result<Vec<AlgebraCheck>> {
     let want = s0.transpose(0, 1).mv(&k) * (g - beta) + &v * beta;
     let diff = (s1.transpose(0, 1).mv(&k) - want).norm().double_value(&[]);
     out.push(below("seed_eigenvalue_g_minus_beta", diff, 1e-9, format!("|S_tᵀk − ((g−β)S_{{t−1}}ᵀk + βv)| = {diff:.2e}")));
+
+    // 5. engram-core's op (both tch paths, seed semantics) against the naive loop above.
+    for (name, backend) in [("core_op_recurrent_matches_naive", Backend::Recurrent), ("core_op_chunked_matches_naive", Backend::Chunked)] {
+        let diff = core_op_vs_naive(kd.min(16), backend)?;
+        out.push(below(name, diff, 1e-9, format!("max |Δ| of outputs and final state over 37 steps (chunk 8, f64): {diff:.2e}")));
+    }
     Ok(out)
+}
+
+/// Max abs difference between `engram_core::ops::delta_rule` (seed semantics) and
+/// [`delta_write`] step by step, on random gates.
+fn core_op_vs_naive(kd: i64, backend: Backend) -> Result<f64> {
+    let (b, t, h, vd) = (1i64, 37i64, 2i64, kd + 3);
+    let k = Tensor::randn([b, t, h, kd], F64);
+    let k = &k / k.norm_scalaropt_dim(2, [-1i64].as_slice(), true);
+    let v = Tensor::randn([b, t, h, vd], F64);
+    let g = Tensor::rand([b, t, h], F64) * 0.5 + 0.5;
+    let beta = Tensor::rand([b, t, h], F64);
+    let opts = DeltaRuleOptions { semantics: Semantics::Seed, output_final_state: true, chunk_size: 8, backend, ..Default::default() };
+    let (o, st) = delta_rule(&k, &k, &v, &g, &beta, &opts)?;
+    let st = st.ok_or_else(|| anyhow::anyhow!("delta_rule returned no final state"))?;
+    let mut worst: f64 = 0.0;
+    for hi in 0..h {
+        let mut s = Tensor::zeros([kd, vd], F64);
+        for ti in 0..t {
+            let kt = k.get(0).get(ti).get(hi);
+            s = delta_write(&s, &kt, &v.get(0).get(ti).get(hi), beta.double_value(&[0, ti, hi]), g.double_value(&[0, ti, hi]));
+            let want = s.transpose(0, 1).mv(&kt);
+            worst = worst.max((o.get(0).get(ti).get(hi) - want).abs().max().double_value(&[]));
+        }
+        worst = worst.max((st.get(0).get(hi) - &s).abs().max().double_value(&[]));
+    }
+    Ok(worst)
 }
 
 /// One point of the capacity curve.
@@ -156,7 +189,7 @@ mod tests {
         let _g = engram_core::seed::global_rng_lock();
         engram_core::seed::manual_seed(0);
         let checks = validate_delta_rule(32).unwrap();
-        assert_eq!(checks.len(), 6);
+        assert_eq!(checks.len(), 8);
         for c in &checks {
             assert!(c.passed, "{c:?}");
         }
