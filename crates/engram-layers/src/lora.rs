@@ -52,9 +52,7 @@ impl LoraLinear {
         ensure(cfg.rank > 0 && cfg.rank <= cfg.base.in_features.min(cfg.base.out_features), || format!("LoRA: bad rank {}", cfg.rank))?;
         ensure((0.0..1.0).contains(&cfg.dropout), || format!("LoRA: dropout {} not in [0, 1)", cfg.dropout))?;
         let p = path.borrow();
-        let mut base = Linear::new(p / "base_layer", cfg.base);
-        base.weight = base.weight.set_requires_grad(false);
-        base.bias = base.bias.map(|b| b.set_requires_grad(false));
+        let base = frozen_linear(&(p / "base_layer"), cfg.base);
         let lora_a = crate::init::torch_default_weight(&(p / "lora_A"), "weight", &[cfg.rank, cfg.base.in_features]);
         let lora_b = (p / "lora_B").zeros("weight", &[cfg.base.out_features, cfg.rank]);
         Ok(LoraLinear { base, lora_a, lora_b, scaling: cfg.alpha / cfg.rank as f64, cfg })
@@ -71,6 +69,22 @@ impl LoraLinear {
         let h = if train && self.cfg.dropout > 0.0 { x.dropout(self.cfg.dropout, true) } else { x.shallow_clone() };
         Ok(self.base.forward(x) + h.matmul(&self.lora_a.tr()).matmul(&self.lora_b.tr()) * self.scaling)
     }
+}
+
+/// A `Linear` drawn exactly like [`Linear::new`] (same RNG order) but registered as
+/// non-trainable, so neither `VarStore::trainable_variables` nor tch's optimizers see it.
+fn frozen_linear(p: &nn::Path, c: LinearConfig) -> Linear {
+    let opts = (p.kind(), p.device());
+    let mut w = Tensor::zeros([c.out_features, c.in_features], opts);
+    crate::init::kaiming_uniform_(&mut w, 5f64.sqrt());
+    let weight = p.add("weight", w, false);
+    let bias = c.bias.then(|| {
+        let mut b = Tensor::zeros([c.out_features], opts);
+        let bound = 1.0 / (c.in_features as f64).sqrt();
+        crate::init::uniform_(&mut b, -bound, bound);
+        p.add("bias", b, false)
+    });
+    Linear { weight, bias }
 }
 
 impl nn::ModuleT for LoraLinear {

@@ -7,7 +7,9 @@ use tch::Tensor;
 /// Holds the keys and values (`[B, Hkv, L, D]`, keys already position-encoded) of every token
 /// seen so far, so that decoding one token costs one projection instead of re-running the
 /// prefix. With `max_len` set (sliding-window models), only the last `max_len` entries are kept;
-/// [`KvCache::position`] still counts every token seen, which is what RoPE needs.
+/// [`KvCache::position`] still counts every token seen, which is what RoPE needs. Trimming is
+/// exact for causal and sliding-window masks whose window fits in `max_len` minus the chunk
+/// length; a prefix-LM mask needs the untrimmed cache.
 ///
 /// ```
 /// use engram_layers::attention::KvCache;

@@ -126,6 +126,10 @@ impl MultiHeadAttention {
         let s = x.size();
         ensure_shape(s.len() == 3 && s[2] == self.cfg.embed_dim, || {
             format!("MHA: expected x [B, L, {}], got {s:?}", self.cfg.embed_dim)
+        })?;
+        let wk = self.q_proj.weight.kind();
+        ensure_shape(x.kind() == wk && x.device() == self.q_proj.weight.device(), || {
+            format!("MHA: input is {:?} on {:?}, parameters are {wk:?} on {:?}", x.kind(), x.device(), self.q_proj.weight.device())
         })
     }
 

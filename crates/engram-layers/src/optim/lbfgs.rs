@@ -38,7 +38,7 @@ impl Default for LbfgsConfig {
 /// let w = tch::Tensor::from_slice(&[3.0f64, -2.0]).set_requires_grad(true);
 /// let cfg = LbfgsConfig { strong_wolfe: true, ..Default::default() };
 /// let mut opt = Lbfgs::new(vec![ParamGroup::new("w", vec![w.shallow_clone()], 1.0)], cfg).unwrap();
-/// let w2 = w.shallow_clone();
+/// let mut w2 = w.shallow_clone();
 /// let mut closure = || {
 ///     w2.zero_grad();
 ///     let l = ((&w2 - 1.0).square() * tch::Tensor::from_slice(&[1.0f64, 10.0])).sum(tch::Kind::Double);

@@ -32,7 +32,7 @@ impl Default for SamConfig {
 /// let w = tch::Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
 /// let base = Sgd::new(vec![ParamGroup::new("w", vec![w.shallow_clone()], 0.1)], SgdConfig::default()).unwrap();
 /// let mut opt = Sam::new(Box::new(base), SamConfig { rho: 0.5, adaptive: false }).unwrap();
-/// let w2 = w.shallow_clone();
+/// let mut w2 = w.shallow_clone();
 /// let loss = opt.step_with_closure(&mut || {
 ///     w2.zero_grad();
 ///     let l = (&w2 * &w2).sum(tch::Kind::Double);
