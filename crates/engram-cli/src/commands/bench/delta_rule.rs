@@ -47,12 +47,12 @@ struct Opts {
     /// Chunk length.
     #[arg(long, default_value_t = 64)]
     chunk: i64,
-    /// Timed runs per figure (default 20 on CUDA, 5 on CPU).
+    /// Timed runs per figure (default 20 on CUDA, 3 on CPU).
     #[arg(long)]
     iters: Option<usize>,
-    /// Untimed runs before timing.
-    #[arg(long, default_value_t = 2)]
-    warmup: usize,
+    /// Untimed runs before timing (default 2 on CUDA, 1 on CPU).
+    #[arg(long)]
+    warmup: Option<usize>,
     /// Skip forward+backward.
     #[arg(long)]
     forward_only: bool,
@@ -107,7 +107,7 @@ fn cuda_default_shapes() -> Vec<Shape> {
 }
 
 fn cpu_default_shapes() -> Vec<Shape> {
-    ["1,2048,4,64", "2,2048,4,128", "1,2048,4,64,128,seed"].iter().map(|s| s.parse().expect("built-in shape")).collect()
+    ["1,2048,4,64", "1,2048,2,128", "1,2048,4,64,128,seed"].iter().map(|s| s.parse().expect("built-in shape")).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +237,7 @@ fn bytes(s: Shape, elt: usize, backward: bool) -> f64 {
     (s.b * s.t * s.h * per) as f64 * elt as f64
 }
 
-fn measure(s: Shape, which: Which, kind: Kind, dev: Device, o: &Opts, iters: usize) -> Result<Record> {
+fn measure(s: Shape, which: Which, kind: Kind, dev: Device, o: &Opts, iters: usize, warmup: usize) -> Result<Record> {
     let p = make_problem(s, kind, dev);
     let opts = DeltaRuleOptions {
         semantics: if s.seed { Semantics::Seed } else { Semantics::Standard },
@@ -246,12 +246,12 @@ fn measure(s: Shape, which: Which, kind: Kind, dev: Device, o: &Opts, iters: usi
         ..Default::default()
     };
     let fwd = || delta_rule(&p.q, &p.k, &p.v, &p.g, &p.beta, &opts).map(|r| r.0);
-    let fwd_ms = median_ms(dev, o.warmup, iters, || fwd().map(drop).map_err(Into::into))?;
+    let fwd_ms = median_ms(dev, warmup, iters, || fwd().map(drop).map_err(Into::into))?;
     let fwdbwd_ms = if o.forward_only {
         None
     } else {
         let inputs: Vec<&Tensor> = if s.seed { vec![&p.k, &p.v, &p.g, &p.beta] } else { vec![&p.q, &p.k, &p.v, &p.g, &p.beta] };
-        Some(median_ms(dev, o.warmup, iters, || {
+        Some(median_ms(dev, warmup, iters, || {
             let out = fwd()?;
             let loss = (out * &p.d_o).sum(Kind::Float);
             drop(Tensor::run_backward(&[loss], &inputs, false, false));
@@ -392,7 +392,8 @@ pub fn run(argv: &[String]) -> Result<()> {
     } else {
         o.backends.iter().map(|s| Which::parse(s)).collect::<Result<_>>()?
     };
-    let iters = o.iters.unwrap_or(if on_cuda { 20 } else { 5 }).max(1);
+    let iters = o.iters.unwrap_or(if on_cuda { 20 } else { 3 }).max(1);
+    let warmup = o.warmup.unwrap_or(if on_cuda { 2 } else { 1 });
     let info = engram_core::info::runtime_info();
     let mut results = Vec::new();
     let mut skipped = Vec::new();
@@ -401,7 +402,7 @@ pub fn run(argv: &[String]) -> Result<()> {
             if w == Which::Kernel {
                 let probe_q = Tensor::zeros([1, 1, 1, s.k], (kind, dev));
                 let probe_v = Tensor::zeros([1, 1, 1, s.v], (kind, dev));
-                if let Some(why) = engram_core::ops::delta_rule::cuda::unsupported_reason(&probe_q, &probe_v) {
+                if let Some(why) = engram_core::ops::delta_rule::cuda::unsupported_reason(&probe_q, &probe_v, o.chunk) {
                     let msg = format!("kernel at {s}: {why}");
                     eprintln!("skipped: {msg}");
                     skipped.push(msg);
@@ -409,7 +410,7 @@ pub fn run(argv: &[String]) -> Result<()> {
                 }
             }
             eprintln!("timing {} at {s} ({}) ...", w.name(), engram_core::dtype::kind_name(kind));
-            match measure(s, w, kind, dev, &o, iters) {
+            match measure(s, w, kind, dev, &o, iters, warmup) {
                 Ok(r) => results.push(r),
                 Err(e) => {
                     let msg = format!("{} at {s}: {e:#}", w.name());

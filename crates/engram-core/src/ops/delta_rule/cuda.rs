@@ -29,8 +29,12 @@ type GdrForward = unsafe extern "C" fn(
     err_len: usize,
 ) -> i32;
 
-/// Why the kernel cannot run these inputs (`q` `[B,T,H,K]`, `v` `[B,T,H,V]`), or `None`.
-pub fn unsupported_reason(q: &Tensor, v: &Tensor) -> Option<String> {
+/// The only chunk length the kernel is built for.
+pub const KERNEL_CHUNK: i64 = 64;
+
+/// Why the kernel cannot run these inputs (`q` `[B,T,H,K]`, `v` `[B,T,H,V]`) with this chunk
+/// length, or `None`.
+pub fn unsupported_reason(q: &Tensor, v: &Tensor, chunk: i64) -> Option<String> {
     if !matches!(q.device(), Device::Cuda(_)) {
         return Some(format!("tensors are on {:?}, the kernel needs CUDA", q.device()));
     }
@@ -41,6 +45,12 @@ pub fn unsupported_reason(q: &Tensor, v: &Tensor) -> Option<String> {
     if !SUPPORTED_HEAD_DIMS.contains(&kd) || !SUPPORTED_HEAD_DIMS.contains(&vd) {
         return Some(format!("head dims K={kd}, V={vd}: the kernel supports K, V in {SUPPORTED_HEAD_DIMS:?}"));
     }
+    if chunk != KERNEL_CHUNK {
+        return Some(format!("chunk_size {chunk}: the kernel is built for chunk {KERNEL_CHUNK} only"));
+    }
+    if q.size()[1] == 0 {
+        return Some("empty sequence (T = 0)".into());
+    }
     if library().is_none() {
         return Some(format!("kernel library not loaded: {}", load_error().unwrap_or_default()));
     }
@@ -48,16 +58,12 @@ pub fn unsupported_reason(q: &Tensor, v: &Tensor) -> Option<String> {
 }
 
 /// True when the kernel is loaded and supports these (already validated) inputs.
-pub fn supports(q: &Tensor, v: &Tensor) -> bool {
-    unsupported_reason(q, v).is_none()
+pub fn supports(q: &Tensor, v: &Tensor, chunk: i64) -> bool {
+    unsupported_reason(q, v, chunk).is_none()
 }
 
-pub(crate) fn runnable(q: &Tensor, v: &Tensor) -> bool {
-    supports(q, v)
-}
-
-pub(crate) fn ensure_runnable(q: &Tensor, v: &Tensor) -> Result<()> {
-    match unsupported_reason(q, v) {
+pub(crate) fn ensure_runnable(q: &Tensor, v: &Tensor, chunk: i64) -> Result<()> {
+    match unsupported_reason(q, v, chunk) {
         None => Ok(()),
         Some(why) => Err(Error::Kernel(format!("Backend::Cuda cannot run: {why}"))),
     }

@@ -69,8 +69,9 @@ pub enum Semantics {
 /// Which implementation [`delta_rule`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// The CUDA kernel when the tensors are on CUDA, the library is loaded and the shape and
-    /// dtype are supported ([`cuda::supports`]); the chunked tch path otherwise.
+    /// The CUDA kernel when the tensors are on CUDA, the library is loaded and the shape, dtype
+    /// and chunk length are supported ([`cuda::supports`]: K, V ∈ {64, 128}, f32/bf16/f16,
+    /// chunk 64, T > 0); the chunked tch path otherwise.
     #[default]
     Auto,
     /// The token-by-token reference ([`recurrent`]): O(T) sequential steps.
@@ -150,10 +151,10 @@ pub fn delta_rule(
     let h0 = opts.initial_state.as_ref();
     let use_cuda = match opts.backend {
         Backend::Cuda => {
-            cuda::ensure_runnable(q, v)?;
+            cuda::ensure_runnable(q, v, opts.chunk_size)?;
             true
         }
-        Backend::Auto => cuda::runnable(q, v),
+        Backend::Auto => cuda::supports(q, v, opts.chunk_size),
         Backend::Recurrent | Backend::Chunked => false,
     };
     let (o, state) = if use_cuda {
@@ -196,7 +197,7 @@ fn resolve_scale(opts: &DeltaRuleOptions, dims: &Dims) -> Result<f64> {
         (_, Some(s)) if !s.is_finite() => Err(Error::InvalidArgument(format!("scale must be finite, got {s}"))),
         (Semantics::Standard, Some(s)) => Ok(s),
         (Semantics::Seed, None) => Ok(1.0),
-        (Semantics::Seed, Some(s)) if s == 1.0 => Ok(1.0),
+        (Semantics::Seed, Some(1.0)) => Ok(1.0),
         (Semantics::Seed, Some(s)) => Err(Error::InvalidArgument(format!(
             "the seed semantics has an unscaled output: scale must be None or 1.0, got {s}"
         ))),
