@@ -74,7 +74,7 @@ impl nn::ModuleT for DropPath {
         }
         let keep = 1.0 - self.p;
         let mut shape = vec![xs.size()[0]];
-        shape.extend(std::iter::repeat(1).take(xs.dim() - 1));
+        shape.resize(xs.dim(), 1);
         let mask = Tensor::empty(shape.as_slice(), (xs.kind(), xs.device())).bernoulli_float_(keep);
         xs * mask / keep
     }

@@ -9,6 +9,10 @@
 //! (so checkpoints map 1:1), a checked `try_forward` returning [`engram_core::Result`], and a
 //! tch `Module`/`ModuleT` impl for composition (which panics with the same message on bad input).
 
+// Validation deliberately writes `!(x >= 0.0)` so that NaN is rejected too, and shape checks
+// index several parallel per-dimension lists by position.
+#![allow(clippy::neg_cmp_op_on_partial_ord, clippy::needless_range_loop, clippy::manual_is_multiple_of)]
+
 pub mod activation;
 pub mod attention;
 pub mod bilinear;

@@ -43,7 +43,7 @@ fn same_shape(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
 
 fn class_targets(what: &str, input: &Tensor, target: &Tensor, ignore_index: i64) -> Result<i64> {
     let (s, t) = (input.size(), target.size());
-    ensure_shape(!s.is_empty() && s.len() >= 1, || format!("{what}: empty input"))?;
+    ensure_shape(!s.is_empty(), || format!("{what}: empty input"))?;
     let (c, expect): (i64, Vec<i64>) = if s.len() == 1 {
         (s[0], vec![])
     } else {

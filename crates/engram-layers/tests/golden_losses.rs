@@ -5,6 +5,9 @@ use common::{close32, with_grad, Golden};
 use engram_layers::loss::*;
 use tch::Tensor;
 
+type SliceLoss<'a> = Box<dyn Fn(&[Tensor]) -> Tensor + 'a>;
+type TensorLoss<'a> = Box<dyn Fn(&Tensor) -> Tensor + 'a>;
+
 #[test]
 fn cross_entropy_and_nll_match_torch() {
     let g = Golden::load("losses.safetensors");
@@ -14,7 +17,7 @@ fn cross_entropy_and_nll_match_torch() {
         move |xs: &[Tensor]| cross_entropy(&xs[0], &t, w.as_ref(), o).unwrap()
     };
     let d = CrossEntropyOptions::default();
-    let cases: Vec<(&str, Box<dyn Fn(&[Tensor]) -> Tensor>)> = vec![
+    let cases: Vec<(&str, SliceLoss)> = vec![
         ("ce", Box::new(ce(d, None))),
         ("ce_ls_ignore", Box::new(ce(CrossEntropyOptions { ignore_index: 2, label_smoothing: 0.1, ..d }, None))),
         ("ce_weight_sum", Box::new(ce(CrossEntropyOptions { reduction: Reduction::Sum, ..d }, Some(weight.shallow_clone())))),
@@ -58,7 +61,7 @@ fn binary_losses_match_torch_including_clamping() {
 fn regression_losses_match_torch() {
     let g = Golden::load("losses.safetensors");
     let (a, t) = (g.get("ra"), g.get("rt"));
-    let cases: Vec<(&str, Box<dyn Fn(&Tensor) -> Tensor>)> = vec![
+    let cases: Vec<(&str, TensorLoss)> = vec![
         ("mse", Box::new(|z: &Tensor| mse_loss(z, &t, Reduction::Mean).unwrap())),
         ("l1", Box::new(|z: &Tensor| l1_loss(z, &t, Reduction::Sum).unwrap())),
         ("huber", Box::new(|z: &Tensor| huber_loss(z, &t, 0.5, Reduction::Mean).unwrap())),

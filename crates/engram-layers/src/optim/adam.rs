@@ -61,7 +61,7 @@ fn adam_step(groups: &[ParamGroup], state: &mut ParamStates, c: &AdamConfig, dec
                 let step_size = group.lr / bc1;
                 let second: Tensor = if c.amsgrad {
                     let mut vmax = state.buf(gi, pi, "max_exp_avg_sq", || w.zeros_like());
-                    let _ = vmax.copy_(&vmax.maximum(&v));
+                    vmax.copy_(&vmax.maximum(&v));
                     vmax
                 } else {
                     v

@@ -82,7 +82,7 @@ impl Optimizer for Lamb {
                     let denom = v.sqrt() / bc2.sqrt() + c.eps;
                     let mut update = (&m / bc1) / denom;
                     if group.weight_decay != 0.0 {
-                        update = update + &w * group.weight_decay;
+                        update += &w * group.weight_decay;
                     }
                     if group.weight_decay != 0.0 || c.always_adapt {
                         let wn = w.norm().to_kind(Kind::Double).double_value(&[]);
@@ -91,7 +91,7 @@ impl Optimizer for Lamb {
                         if c.trust_clip {
                             ratio = ratio.min(1.0);
                         }
-                        update = update * ratio;
+                        update *= ratio;
                     }
                     let _ = w.g_sub_(&(update * group.lr));
                 }

@@ -351,12 +351,12 @@ impl Optimizer for Lbfgs {
                     let mut q = flat_grad.neg();
                     for i in (0..num_old).rev() {
                         al[i] = dot(&st.old_stps[i], &q) * st.ro[i];
-                        q = q - &st.old_dirs[i] * al[i];
+                        q -= &st.old_dirs[i] * al[i];
                     }
                     let mut r = q * st.h_diag;
                     for i in 0..num_old {
                         let be_i = dot(&st.old_dirs[i], &r) * st.ro[i];
-                        r = r + &st.old_stps[i] * (al[i] - be_i);
+                        r += &st.old_stps[i] * (al[i] - be_i);
                     }
                     r
                 };
@@ -388,7 +388,7 @@ impl Optimizer for Lbfgs {
                 } else {
                     self.add_grad(st.t, &d);
                     if n_iter != c.max_iter {
-                        loss = tch::with_grad(|| closure())?;
+                        loss = tch::with_grad(&mut *closure)?;
                         flat_grad = self.gather_flat_grad();
                         opt_cond = max_abs(&flat_grad) <= c.tolerance_grad;
                         ls_func_evals = 1;

@@ -60,7 +60,7 @@ impl Lookahead {
 
     fn after_inner_step(&mut self) {
         self.steps += 1;
-        if self.steps % self.cfg.k as u64 != 0 {
+        if self.steps % u64::from(self.cfg.k) != 0 {
             return;
         }
         let alpha = self.cfg.alpha;
