@@ -144,8 +144,9 @@ mod tests {
         ZlibDecoder::new(&png[41..41 + len]).read_to_end(&mut raw).unwrap();
         assert_eq!(raw.len(), h * (w * 3 + 1));
         // Pixel (1,1) of cell (0,0) is the 0% colour; of cell (0,1), the 100% colour.
-        assert_eq!(&raw[w * 3 + 1 + 3..w * 3 + 1 + 6], &colour(0.0));
-        assert_eq!(&raw[w * 3 + 1 + (CELL + 1) * 3..w * 3 + 1 + (CELL + 1) * 3 + 3], &colour(1.0));
+        let row1 = (w * 3 + 1) + 1;
+        assert_eq!(&raw[row1 + 3..row1 + 6], &colour(0.0));
+        assert_eq!(&raw[row1 + (CELL + 1) * 3..row1 + (CELL + 1) * 3 + 3], &colour(1.0));
         assert!(render(&[]).is_err());
     }
 }

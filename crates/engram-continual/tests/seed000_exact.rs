@@ -6,6 +6,9 @@ use engram_continual::seed000::{pct, reproduce_published, Cell};
 #[test]
 fn seed000_cells_print_the_published_accuracies() {
     let g = engram_core::seed::global_rng_lock();
+    // One intra-op thread: the figures are the same with libtorch's default (checked), but on a
+    // busy 2-core CI machine OpenMP's spinning threads make the run ten times slower.
+    tch::set_num_threads(1);
     let results = reproduce_published(&g).expect("cells run");
     for r in &results {
         let got = [pct(r.a_before), pct(r.b), pct(r.a_after)];

@@ -73,24 +73,30 @@ fn ewc_penalty_pulls_parameters_back_to_the_anchor() {
     ewc.consolidate(&l, &s.experiences[0].train).unwrap();
     assert!(ewc.penalty(&l).unwrap().double_value(&[]).abs() < 1e-12, "zero at the anchor");
     let anchor = l.model.snapshot();
-    // Perturb, then descend on the penalty alone: the distance to the anchor must shrink.
+    // Perturb, then descend on the penalty alone: every coordinate moves toward its anchor value
+    // (never away), and the penalty falls.
     tch::no_grad(|| {
         for p in l.model.params() {
             let _ = p.shallow_clone().f_add_(&(p.randn_like() * 0.1)).unwrap();
         }
     });
-    let dist = |l: &Learner| -> f64 {
-        l.model.params().iter().zip(&anchor).map(|(p, a)| (p - a).square().sum(Kind::Double).double_value(&[])).sum()
-    };
-    let d0 = dist(&l);
-    let mut opt = Sgd::new(&l.model.params(), 0.05).unwrap();
+    let gap = |l: &Learner| -> Vec<Tensor> { l.model.params().iter().zip(&anchor).map(|(p, a)| (p - a).abs().detach()).collect() };
+    let g0 = gap(&l);
+    let p0 = ewc.penalty(&l).unwrap().double_value(&[]);
+    // The penalty's curvature is λ·F per coordinate: a step below 1/(λ max F) cannot overshoot.
+    let fisher = fisher_diagonal(&l, &s.experiences[0].train, None).unwrap();
+    let max_f = fisher.iter().map(|f| f.max().double_value(&[])).fold(0.0, f64::max);
+    let mut opt = Sgd::new(&l.model.params(), 0.5 / (1000.0 * max_f)).unwrap();
     for _ in 0..50 {
         opt.zero_grad().unwrap();
         ewc.penalty(&l).unwrap().backward();
         opt.step().unwrap();
     }
-    let d1 = dist(&l);
-    assert!(d1 < d0 * 0.95, "distance {d0} -> {d1}");
+    let p1 = ewc.penalty(&l).unwrap().double_value(&[]);
+    assert!(p1 < 0.5 * p0, "penalty {p0} -> {p1}");
+    for (a, b) in gap(&l).iter().zip(&g0) {
+        assert!(a.le_tensor(&(b + 1e-7)).all().int64_value(&[]) == 1, "a coordinate moved away from its anchor");
+    }
 
     // Trained on task 1 after task 0, EWC stays closer to the task-0 solution than fine-tuning.
     let cfg = TrainConfig { epochs: 3, batch_size: 16, seed: 1, ..TrainConfig::default() };
@@ -106,7 +112,9 @@ fn ewc_penalty_pulls_parameters_back_to_the_anchor() {
         train_stream(&mut l, &two, &mut plugins, &cfg).unwrap();
         let st = state.borrow();
         let first = st.after_first.as_ref().unwrap();
-        let d: f64 = l.model.params().iter().zip(first).map(|(p, a)| (p - a).square().sum(Kind::Double).double_value(&[])).sum();
+        // Movement weighted by task 0's Fisher: what EWC is meant to hold down.
+        let f = st.fisher_first.as_ref().unwrap();
+        let d: f64 = l.model.params().iter().zip(first).zip(f).map(|((p, a), f)| (f * (p - a).square()).sum(Kind::Double).double_value(&[])).sum();
         moved.push(d);
     }
     assert!(moved[1] < 0.5 * moved[0], "EWC moved {} vs naive {}", moved[1], moved[0]);
@@ -115,6 +123,7 @@ fn ewc_penalty_pulls_parameters_back_to_the_anchor() {
 #[derive(Default)]
 struct SnapState {
     after_first: Option<Vec<Tensor>>,
+    fisher_first: Option<Vec<Tensor>>,
     head0_after_first: Option<Vec<Tensor>>,
     head0_identical_after_second: Option<bool>,
 }
@@ -135,6 +144,7 @@ impl Plugin for Snapshot {
                 st.head0_after_first = Some(vec![params[4].copy(), params[5].copy()]);
             }
             st.after_first = Some(params);
+            st.fisher_first = Some(fisher_diagonal(l, &e.train, None)?);
         } else if e.task == 1 {
             if let Some(h) = &st.head0_after_first {
                 let same = h[0].equal(&params[4]) && h[1].equal(&params[5]);
