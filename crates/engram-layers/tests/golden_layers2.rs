@@ -178,3 +178,19 @@ fn lora_starts_as_a_no_op_trains_only_the_adapter_and_merges_exactly() {
     let names: Vec<String> = vs.variables().into_keys().collect();
     assert!(names.contains(&"fc.lora_A.weight".to_string()) && names.contains(&"fc.base_layer.weight".to_string()));
 }
+
+#[test]
+fn torch_multihead_attention_mirror_matches_nn_multiheadattention() {
+    let g = Golden::load("layers2.safetensors");
+    let _lock = engram_core::seed::global_rng_lock();
+    tch::manual_seed(31);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = TorchMultiheadAttentionConfig { embed_dim: 8, num_heads: 2, dropout: 0.0, bias: true };
+    let mha = TorchMultiheadAttention::new(vs.root(), cfg).unwrap();
+    assert_params_equal(&vs, &g, "tmha");
+    let x = g.get("tmha.x");
+    let mask = AttentionMask::from_torch_key_padding(MaskKind::Causal, &g.get("tmha.pad").to_kind(tch::Kind::Bool));
+    let y = mha.forward(&x, &x, &x, &mask, false).unwrap();
+    close32("tmha.y", &y, &g.get("tmha.y"));
+    assert!(mha.forward(&x, &x, &x.narrow(1, 0, 4), &AttentionMask::default(), false).is_err());
+}

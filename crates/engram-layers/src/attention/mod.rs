@@ -8,6 +8,7 @@ mod mask;
 mod mha;
 mod rope;
 mod sdpa;
+mod torch_mha;
 
 pub use alibi::{alibi_bias, alibi_slopes};
 pub use kv_cache::KvCache;
@@ -16,3 +17,4 @@ pub use mask::{AttentionMask, MaskKind};
 pub use mha::{MultiHeadAttention, MultiHeadAttentionConfig};
 pub use rope::{rotate_half, Rope, RopeConfig};
 pub use sdpa::{attention, attention_with_bias, SdpaOptions};
+pub use torch_mha::{TorchMultiheadAttention, TorchMultiheadAttentionConfig};

@@ -571,6 +571,18 @@ def gen_layers2():
     hmid = xb + llama_attention(in_norm(xb), qp, kp, vp, op, hh, kv, lc, True)
     yb = hmid + dp(F.silu(gp(post_norm(hmid))) * up(post_norm(hmid)))
     out["block.x"], out["block.y"] = xb, yb.detach()
+
+    # nn.MultiheadAttention: seeded init and forward (causal + key padding)
+    torch.manual_seed(31)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True)
+    for n, p in mha.named_parameters():
+        out[f"tmha.{n}"] = p
+    xm = torch.randn(2, 5, 8)
+    pad = torch.zeros(2, 5, dtype=torch.bool)
+    pad[0, 4] = True  # torch convention: True = ignore
+    cm = torch.ones(5, 5, dtype=torch.bool).triu(1)  # torch convention: True = masked
+    y, _ = mha(xm, xm, xm, key_padding_mask=pad, attn_mask=cm, need_weights=False)
+    out["tmha.x"], out["tmha.pad"], out["tmha.y"] = xm, pad, y.detach()
     save("layers2.safetensors", out)
 
 
