@@ -8,6 +8,22 @@
 //! `new(path, cfg)` on a tch `nn::Path`, parameter names equal to the PyTorch module it mirrors
 //! (so checkpoints map 1:1), a checked `try_forward` returning [`engram_core::Result`], and a
 //! tch `Module`/`ModuleT` impl for composition (which panics with the same message on bad input).
+//!
+//! | module | contents | mirrors |
+//! |---|---|---|
+//! | [`linear`], [`bilinear`], [`lora`] | `Linear`, `Bilinear`, LoRA adapter | `nn.Linear`, `nn.Bilinear`, PEFT |
+//! | [`conv`], [`pooling`] | Conv1d/2d/3d, transposed, grouped/depthwise/dilated; patch embedding; max/avg/adaptive pools | `nn.ConvNd`, `nn.ConvTransposeNd`, timm `PatchEmbed` |
+//! | [`recurrent`] | LSTM, GRU | `nn.LSTM`, `nn.GRU` (`weight_ih_l0`…) |
+//! | [`norm`] | LayerNorm, RMSNorm, BatchNorm, GroupNorm | `nn.*` |
+//! | [`activation`], [`ffn`] | ReLU…Mish, GELU exact/tanh, SELU, softmax with temperature; GLU/ReGLU/GeGLU/SwiGLU, MLP | `nn.*`, HF `LlamaMLP` |
+//! | [`embedding`], [`dropout`] | Embedding, learned and sinusoidal positions; Dropout, DropPath | `nn.Embedding` |
+//! | [`attention`] | SDPA core + masks (causal, sliding window, prefix-LM, padding), GQA/MQA MHA, RoPE, ALiBi, KV cache, linear attention, `nn.MultiheadAttention` mirror | HF LLaMA attention, `nn.MultiheadAttention` |
+//! | [`block`], [`squeeze_excitation`] | pre-norm transformer block, SE | HF `LlamaDecoderLayer`, torchvision SE |
+//! | [`optim`] | SGD, Adam(W) (+fp32 master weights), Adagrad, RMSprop, LBFGS, Lion, LAMB, Adafactor, Lookahead, SAM, Polyak; clipping; groups | `torch.optim` |
+//! | [`schedule`], [`loss`] | LR schedules; losses | `lr_scheduler`, `nn.functional` |
+//!
+//! Parity with PyTorch is checked against golden files written by
+//! `tests/golden/gen_golden.py` (run with the project venv's python).
 
 // Validation deliberately writes `!(x >= 0.0)` so that NaN is rejected too, and shape checks
 // index several parallel per-dimension lists by position.

@@ -1,6 +1,28 @@
 //! Losses on ATen's loss kernels (same reductions, clamping and gradients as `torch.nn.functional`),
 //! plus focal, InfoNCE and a few compositions PyTorch lacks. Inputs are validated first, so a bad
 //! shape is an [`Error`] rather than a libtorch abort.
+//!
+//! ```
+//! use engram_layers::loss::*;
+//! let f = tch::kind::FLOAT_CPU;
+//! // cross-entropy of uniform logits is ln C; ignore_index rows do not count
+//! let ce = cross_entropy(&tch::Tensor::zeros([2, 4], f), &tch::Tensor::from_slice(&[0i64, -100]), None, CrossEntropyOptions::default()).unwrap();
+//! assert!((ce.double_value(&[]) - 4f64.ln()).abs() < 1e-6);
+//! // BCE-with-logits is stable at extreme logits; BCE clamps log(0) at -100 like ATen
+//! let x = tch::Tensor::from_slice(&[1000.0f32]);
+//! let zero = tch::Tensor::from_slice(&[0.0f32]);
+//! assert_eq!(binary_cross_entropy_with_logits(&x, &zero, None, None, Reduction::Mean).unwrap().double_value(&[]), 1000.0);
+//! assert_eq!(binary_cross_entropy(&zero, &tch::Tensor::from_slice(&[1.0f32]), None, Reduction::Sum).unwrap().double_value(&[]), 100.0);
+//! // KL(p‖p) = 0; focal loss down-weights easy examples; InfoNCE rewards aligned pairs
+//! let p = tch::Tensor::from_slice(&[0.25f32, 0.75]).view([1, 2]);
+//! assert!(kl_div(&p.log(), &p, false, KlReduction::BatchMean).unwrap().double_value(&[]).abs() < 1e-7);
+//! let easy = sigmoid_focal_loss(&tch::Tensor::from_slice(&[4.0f32]), &tch::Tensor::from_slice(&[1.0f32]), 0.25, 2.0, Reduction::Sum).unwrap();
+//! assert!(easy.double_value(&[]) < 1e-4);
+//! let e = tch::Tensor::eye(4, f);
+//! assert!(info_nce(&e, &e, 0.07, true).unwrap().double_value(&[]) < 1e-3);
+//! // shape mismatches are errors
+//! assert!(mse_loss(&tch::Tensor::zeros([2], f), &tch::Tensor::zeros([3], f), Reduction::Mean).is_err());
+//! ```
 
 use crate::util::{ensure, ensure_shape};
 use engram_core::{Error, Result};
@@ -81,13 +103,6 @@ impl Default for CrossEntropyOptions {
 
 /// `F.cross_entropy(logits, target, weight, ignore_index, label_smoothing)` with class-index
 /// targets: `logits [N, C, *]` (or `[C]`), `target [N, *]` int64.
-///
-/// ```
-/// use engram_layers::loss::{cross_entropy, CrossEntropyOptions};
-/// let logits = tch::Tensor::zeros([2, 4], tch::kind::FLOAT_CPU);
-/// let l = cross_entropy(&logits, &tch::Tensor::from_slice(&[0i64, 3]), None, CrossEntropyOptions::default()).unwrap();
-/// assert!((l.double_value(&[]) - 4f64.ln()).abs() < 1e-6);
-/// ```
 pub fn cross_entropy(logits: &Tensor, target: &Tensor, weight: Option<&Tensor>, o: CrossEntropyOptions) -> Result<Tensor> {
     let c = class_targets("cross_entropy", logits, target, o.ignore_index)?;
     ensure((0.0..=1.0).contains(&o.label_smoothing), || format!("label_smoothing must be in [0, 1], got {}", o.label_smoothing))?;
@@ -98,13 +113,6 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, weight: Option<&Tensor>, 
 }
 
 /// `F.nll_loss(log_probs, target, weight, ignore_index)`.
-///
-/// ```
-/// use engram_layers::loss::{nll_loss, Reduction};
-/// let lp = tch::Tensor::from_slice(&[-1.0f32, -2.0]).view([1, 2]);
-/// let l = nll_loss(&lp, &tch::Tensor::from_slice(&[1i64]), None, -100, Reduction::Mean).unwrap();
-/// assert_eq!(l.double_value(&[]), 2.0);
-/// ```
 pub fn nll_loss(log_probs: &Tensor, target: &Tensor, weight: Option<&Tensor>, ignore_index: i64, reduction: Reduction) -> Result<Tensor> {
     let c = class_targets("nll_loss", log_probs, target, ignore_index)?;
     if let Some(w) = weight {
@@ -121,13 +129,6 @@ pub fn nll_loss(log_probs: &Tensor, target: &Tensor, weight: Option<&Tensor>, ig
 }
 
 /// `F.binary_cross_entropy(probs, target, weight)`: log terms clamped at −100 as in ATen.
-///
-/// ```
-/// use engram_layers::loss::{binary_cross_entropy, Reduction};
-/// let p = tch::Tensor::from_slice(&[0.0f32, 1.0]);
-/// let l = binary_cross_entropy(&p, &tch::Tensor::from_slice(&[1.0f32, 1.0]), None, Reduction::Sum).unwrap();
-/// assert_eq!(l.double_value(&[]), 100.0); // clamped log(0)
-/// ```
 pub fn binary_cross_entropy(probs: &Tensor, target: &Tensor, weight: Option<&Tensor>, reduction: Reduction) -> Result<Tensor> {
     same_shape("binary_cross_entropy", probs, target)?;
     if probs.numel() > 0 {
@@ -139,13 +140,6 @@ pub fn binary_cross_entropy(probs: &Tensor, target: &Tensor, weight: Option<&Ten
 
 /// `F.binary_cross_entropy_with_logits(logits, target, weight, pos_weight)`: the stable
 /// `(1 − y)x + (1 + (p−1)y)·softplus(−x)` form of ATen.
-///
-/// ```
-/// use engram_layers::loss::{binary_cross_entropy_with_logits, Reduction};
-/// let x = tch::Tensor::from_slice(&[1000.0f32]);
-/// let l = binary_cross_entropy_with_logits(&x, &tch::Tensor::from_slice(&[0.0f32]), None, None, Reduction::Mean).unwrap();
-/// assert_eq!(l.double_value(&[]), 1000.0); // no overflow
-/// ```
 pub fn binary_cross_entropy_with_logits(
     logits: &Tensor,
     target: &Tensor,
@@ -158,11 +152,6 @@ pub fn binary_cross_entropy_with_logits(
 }
 
 /// `F.mse_loss`.
-///
-/// ```
-/// let l = engram_layers::loss::mse_loss(&tch::Tensor::from_slice(&[1.0f32]), &tch::Tensor::from_slice(&[3.0f32]), Default::default()).unwrap();
-/// assert_eq!(l.double_value(&[]), 4.0);
-/// ```
 pub fn mse_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     same_shape("mse_loss", input, target)?;
     Ok(input.f_mse_loss(target, reduction.tch())?)
@@ -204,13 +193,6 @@ pub enum KlReduction {
 
 /// `F.kl_div(input, target, log_target)`: `input` holds log-probabilities; `target` probabilities
 /// (or log-probabilities with `log_target`).
-///
-/// ```
-/// use engram_layers::loss::{kl_div, KlReduction};
-/// let p = tch::Tensor::from_slice(&[0.25f32, 0.75]).view([1, 2]);
-/// let l = kl_div(&p.log(), &p, false, KlReduction::BatchMean).unwrap();
-/// assert!(l.double_value(&[]).abs() < 1e-7);
-/// ```
 pub fn kl_div(input: &Tensor, target: &Tensor, log_target: bool, reduction: KlReduction) -> Result<Tensor> {
     same_shape("kl_div", input, target)?;
     let r = match reduction {
@@ -230,14 +212,6 @@ pub fn kl_div(input: &Tensor, target: &Tensor, log_target: bool, reduction: KlRe
 
 /// Sigmoid focal loss (Lin et al. 2017; torchvision's `sigmoid_focal_loss`):
 /// `α_t·(1 − p_t)^γ·BCE(x, y)`; `alpha < 0` disables the class weighting.
-///
-/// ```
-/// use engram_layers::loss::{sigmoid_focal_loss, Reduction};
-/// let x = tch::Tensor::from_slice(&[4.0f32, -4.0]);
-/// let y = tch::Tensor::from_slice(&[1.0f32, 0.0]);
-/// let easy = sigmoid_focal_loss(&x, &y, 0.25, 2.0, Reduction::Sum).unwrap().double_value(&[]);
-/// assert!(easy < 1e-4); // well-classified examples are down-weighted
-/// ```
 pub fn sigmoid_focal_loss(logits: &Tensor, target: &Tensor, alpha: f64, gamma: f64, reduction: Reduction) -> Result<Tensor> {
     same_shape("sigmoid_focal_loss", logits, target)?;
     ensure(gamma >= 0.0, || format!("focal loss: gamma must be ≥ 0, got {gamma}"))?;
@@ -275,14 +249,6 @@ pub fn softmax_focal_loss(logits: &Tensor, target: &Tensor, gamma: f64, ignore_i
 /// InfoNCE / NT-Xent on paired embeddings: row `i` of `query [N, D]` should match row `i` of
 /// `key [N, D]` against the other rows. Embeddings are L2-normalised, similarities divided by
 /// `temperature`; `symmetric` averages both directions (CLIP's loss).
-///
-/// ```
-/// use engram_layers::loss::info_nce;
-/// let q = tch::Tensor::eye(4, tch::kind::FLOAT_CPU);
-/// let aligned = info_nce(&q, &q, 0.07, true).unwrap().double_value(&[]);
-/// let shuffled = info_nce(&q, &q.roll(&[1i64][..], &[0i64][..]), 0.07, true).unwrap().double_value(&[]);
-/// assert!(aligned < 1e-3 && shuffled > 10.0);
-/// ```
 pub fn info_nce(query: &Tensor, key: &Tensor, temperature: f64, symmetric: bool) -> Result<Tensor> {
     same_shape("info_nce", query, key)?;
     ensure_shape(query.dim() == 2 && query.size()[0] > 0, || format!("info_nce: expected [N, D], got {:?}", query.size()))?;
