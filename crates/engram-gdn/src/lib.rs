@@ -18,6 +18,7 @@
 //! ```
 
 mod blocks;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

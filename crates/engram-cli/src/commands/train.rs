@@ -1,14 +1,61 @@
-//! `engram train`.
+//! `engram train --config FILE [--device cpu|cuda|auto] [--out DIR] [--steps N] [--resume CKPT]
+//! [--corpus PATH]`: trains the hybrid GDN + SWA model described by a run config
+//! (`{"model": .., "train": .., "data": ..}`, see `configs/`).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use engram_core::device::DeviceChoice;
+use engram_gdn::train::{train, RunConfig, TrainOptions};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Arguments (being implemented).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+    /// Run config (JSON): model, train and data sections.
+    #[arg(long)]
+    config: PathBuf,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output folder (checkpoint/, metrics.jsonl, loss.png, summary.json); default runs/<config name>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override train.steps.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Continue from a checkpoint written by a previous run (weights, optimizer state, step).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Override data.corpus: a UTF-8 text file or folder.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
-pub fn run(_args: Args) -> Result<()> {
-    anyhow::bail!("`engram train` is not implemented yet")
+pub fn run(args: Args) -> Result<()> {
+    let mut cfg = RunConfig::from_file(&args.config)?;
+    if let Some(s) = args.steps {
+        cfg.train.steps = s;
+    }
+    if let Some(c) = args.corpus {
+        cfg.data.corpus = Some(c);
+    }
+    cfg.validate()?;
+    let device = args.device.parse::<DeviceChoice>()?.resolve()?;
+    let out = args.out.unwrap_or_else(|| {
+        let stem = args.config.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into());
+        PathBuf::from("runs").join(stem)
+    });
+    let opts = TrainOptions { out_dir: out.clone(), device, resume: args.resume, progress: !args.quiet };
+    let s = train(&cfg, &opts).with_context(|| format!("training {}", args.config.display()))?;
+    println!(
+        "trained {} steps in {:.1} s ({:.0} tokens/s): held-out loss {:.4} nats/token vs unigram entropy {:.4}",
+        s.steps, s.seconds, s.tokens_per_s, s.val_loss, s.unigram_entropy
+    );
+    if let Some(a) = s.gym_accuracy {
+        println!("held-out memory-gym accuracy {:.1}%", a * 100.0);
+    }
+    println!("checkpoint: {}", s.checkpoint.display());
+    println!("metrics:    {}  loss curve: {}", out.join("metrics.jsonl").display(), out.join("loss.png").display());
+    Ok(())
 }
