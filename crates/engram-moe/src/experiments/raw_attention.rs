@@ -181,6 +181,8 @@ pub struct RunResult {
     pub first_below_1e4: Option<usize>,
     /// Steps after that one where the loss rose (the seed's post-convergence analysis).
     pub increases_after_convergence: usize,
+    /// Times the loss climbed back above 1e-4 after first reaching it (C13's spike count).
+    pub spikes_above_1e4: usize,
     /// Largest loss after first reaching 1e-4.
     pub worst_spike: f64,
     /// Whether the Polyak step stopped because the gradient vanished.
@@ -255,6 +257,7 @@ pub fn train(gate: Gate, opt: Optimizer, steps: usize, seed: u64) -> RunResult {
         (0..4).map(|i| o.double_value(&[i])).collect()
     });
     let first = losses.iter().position(|&l| l <= 1e-4);
+    let spikes = first.map_or(0, |f| (f + 1..losses.len()).filter(|&t| losses[t] > 1e-4 && losses[t - 1] <= 1e-4).count());
     let (increases, worst) = match first {
         Some(f) => (
             (f + 1..losses.len()).filter(|&t| losses[t] > losses[t - 1]).count(),
@@ -270,6 +273,7 @@ pub fn train(gate: Gate, opt: Optimizer, steps: usize, seed: u64) -> RunResult {
         outputs,
         first_below_1e4: first,
         increases_after_convergence: increases,
+        spikes_above_1e4: spikes,
         worst_spike: worst,
         stopped_early,
     }

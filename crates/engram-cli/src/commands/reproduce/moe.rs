@@ -101,7 +101,9 @@ pub fn run(argv: &[String]) -> Result<()> {
         }
         let split = results.iter().filter(|r| r.partitioned).count();
         println!("router partitions by the sign of x0 in {split} of {} seeds", results.len());
-        if let Some(r) = results.iter().find(|r| r.partitioned).or(results.first()) {
+        // The autopsy shows the best partitioned run (lowest held-out error), else seed 0.
+        let best = results.iter().filter(|r| r.partitioned).min_by(|a, b| a.heldout_mse.total_cmp(&b.heldout_mse));
+        if let Some(r) = best.or(results.first()) {
             autopsy(r);
         }
         println!(

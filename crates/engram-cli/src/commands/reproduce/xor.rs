@@ -75,19 +75,20 @@ pub fn run(argv: &[String]) -> Result<()> {
     }
     println!("\n== Every optimizer from the same init (manual_seed({}) before each model) ==", o.seed);
     println!(
-        "{:<5} {:<28} {:>6} {:>11} {:>9} {:>6} {:>10} {:>9} {:>8} {:>8} {:>8}  closed form",
-        "gate", "optimizer", "steps", "final loss", "1st<=1e-4", "rises", "max after", "C", "w1", "w2", "b"
+        "{:<5} {:<28} {:>6} {:>11} {:>9} {:>6} {:>6} {:>10} {:>9} {:>8} {:>8} {:>8}  closed form",
+        "gate", "optimizer", "steps", "final loss", "1st<=1e-4", "rises", "spikes", "max after", "C", "w1", "w2", "b"
     );
     for r in &runs {
         let i = &r.invariants;
         println!(
-            "{:<5} {:<28} {:>6} {:>11.3e} {:>9} {:>6} {:>10.2e} {:>9.5} {:>8.5} {:>8.5} {:>8.5}  {}",
+            "{:<5} {:<28} {:>6} {:>11.3e} {:>9} {:>6} {:>6} {:>10.2e} {:>9.5} {:>8.5} {:>8.5} {:>8.5}  {}",
             format!("{:?}", r.gate),
             r.optimizer,
             r.losses.len(),
             r.losses.last().copied().unwrap_or(f64::NAN),
             r.first_below_1e4.map_or("-".to_string(), |s| s.to_string()),
             r.increases_after_convergence,
+            r.spikes_above_1e4,
             r.worst_spike,
             i.c,
             i.w1,
@@ -98,7 +99,8 @@ pub fn run(argv: &[String]) -> Result<()> {
     }
     println!(
         "\nclosed form: XOR needs C = wq·wk·wv = -1/2, w1 = w2 = 2, b = 0; NAND needs C = -1, w1 + w2 = 1, b = 1.\n\
-         'rises' counts steps after the first loss <= 1e-4 where the loss went up (the seed's analysis cell).\n\
+         'rises' counts steps after the first loss <= 1e-4 where the loss went up (the seed's analysis cell);\n\
+         'spikes' counts returns above 1e-4 after that point; 'max after' is the largest such loss.\n\
          L-BFGS steps are outer steps of up to 20 iterations each; Polyak stops when |grad|^2 < 1e-12."
     );
     if let Some(path) = &o.json {
