@@ -141,11 +141,15 @@ fn print_conclusions(runs: &[CellResult]) {
     for c in [Cell::Naive, Cell::Ewc128, Cell::Ewc512Clip] {
         let a = median(&of(runs, c, |r| r.heldout_a_after));
         let b = median(&of(runs, c, |r| r.heldout_b));
+        let verdict = if a - 50.0 < 5.0 {
+            "It sits at that floor: the row measures the label conflict, not forgetting.".to_string()
+        } else {
+            format!("It sits {:.1} points above that floor only by giving up {:.1} points of B: a trade-off between contradictory labels, not retention.", a - 50.0, 100.0 - b)
+        };
         println!(
             "- {}: held-out A after B = {a:.1}% (B {b:.1}%). Task B labels the top-right quadrant 0 where A labels it 1 (and bottom-left the other way), \
-so a single head that is right on B scores about 50% on A (spec §1.11). {}",
-            c.label(),
-            if (a - 50.0).abs() < 12.0 { "This row measures the label conflict, not forgetting." } else { "This row is off the 50% floor by the B accuracy it gave up." }
+so a single head that is right on B scores about 50% on A (spec §1.11). {verdict}",
+            c.label()
         );
     }
     // 2. EWC 'explosions' and 'spare capacity'.
@@ -169,13 +173,15 @@ two label sets (an ideal 'union' model scores 75% on A's labels), not a retentio
     );
     // 4. Multi-head.
     let lost = of(runs, Cell::MultiHead, |r| r.a_before - r.a_after);
-    let within = lost.iter().filter(|l| (-1e-9..=1.0 + 1e-9).contains(*l)).count();
+    let at_most_1 = lost.iter().filter(|l| **l <= 1.0 + 1e-9).count();
+    let gained = lost.iter().filter(|l| **l < 0.0).count();
     let ha = median(&of(runs, Cell::MultiHead, |r| r.heldout_a_after));
     println!(
-        "- Multi-head: memory lost on A's training points {} over {n} seeds; the notebook's '0% to 1% memory loss' holds in {within}/{n} seeds. \
+        "- Multi-head: memory lost on A's training points {} over {n} seeds; at most 1% was lost in {at_most_1}/{n} seeds (A improved in {gained}): the notebook's '0% to 1% memory loss' {}. \
 Held-out A after B: {ha:.1}%. The published -0.30% is 3 of 1000 points: noise. Multi-head is the task-incremental setting (the task id picks the head), \
 which removes the label conflict by construction, so it is not comparable with the single-head rows.",
-        stat(&lost)
+        stat(&lost),
+        if at_most_1 == n { "holds".to_string() } else { format!("fails in {} seeds", n - at_most_1) }
     );
 }
 
