@@ -206,9 +206,9 @@ impl MemoryTransformer {
         }
         let d = self.cfg.dim;
         let emb = |x: &Tensor| self.embed2.forward(&self.embed1.forward(x).relu());
-        let sup = emb(support) + self.label.index_select(0, &labels.flatten(0, -1)).view([b, s, d]);
-        let qry = emb(query) + &self.unknown;
-        let mut x = Tensor::cat(&[sup, qry], 1);
+        let base = Tensor::cat(&[emb(support), emb(query)], 1);
+        let tags = Tensor::cat(&[self.label.index_select(0, &labels.flatten(0, -1)).view([b, s, d]), self.unknown.expand([b, q, d], false)], 1);
+        let mut x = &base + tags;
         let t = s + q;
         let mut m = vec![f32::NEG_INFINITY; (t * t) as usize];
         for i in 0..t {
@@ -226,8 +226,11 @@ impl MemoryTransformer {
             x = &x + l.ff2.forward(&l.ff1.forward(&h).gelu("none"));
         }
         let mut mem = KeyValueMemory::new(b, self.cfg.slots, d, ways, x.device());
-        mem.write(&self.key.forward(&x.narrow(1, 0, s)), &labels.one_hot(ways).to_kind(Kind::Float))?;
-        let (read, _) = mem.read(&self.query.forward(&x.narrow(1, s, q)));
+        // Keys and queries see the label-free embedding next to the contextual encoding, so a
+        // support's key cannot simply encode its episode label.
+        let addr = &base + self.key.forward(&(&x - &base));
+        mem.write(&addr.narrow(1, 0, s), &labels.one_hot(ways).to_kind(Kind::Float))?;
+        let (read, _) = mem.read(&self.query.forward(&addr.narrow(1, s, q)));
         Ok((read + 1e-6).log())
     }
 }

@@ -28,17 +28,19 @@ fn confidence_interval_math() {
     let ci = AccuracyCi::from_samples(&[0.0, 1.0, 0.0, 1.0]);
     assert!((ci.mean - 0.5).abs() < 1e-12);
     assert!((ci.ci95 - 1.96 * (1.0f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12);
-    assert!(!ci.above(0.5) && ci.above(0.0));
+    // Four coin flips cannot exclude 0 or 0.5; ten certain successes exclude 0.9.
+    assert!(!ci.above(0.5) && !ci.above(0.0));
+    assert!(AccuracyCi::from_samples(&[1.0; 10]).above(0.9));
 }
 
-/// 10 synthetic classes: Gaussian clusters around random centres in 32 dimensions, with noise
-/// strong enough that one or two shots are ambiguous.
+/// 40 synthetic classes: Gaussian clusters around random centres in 32 dimensions, with noise
+/// strong enough that two shots are often ambiguous.
 fn synthetic(seed: i64) -> (Tensor, Tensor) {
     let _g = engram_core::seed::global_rng_lock();
     tch::manual_seed(seed);
-    let centres = Tensor::randn([10, 32], (Kind::Float, Device::Cpu));
-    let y = Tensor::arange(10, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(60, 0, None);
-    let x = centres.index_select(0, &y) + Tensor::randn([600, 32], (Kind::Float, Device::Cpu)) * 0.9;
+    let centres = Tensor::randn([40, 32], (Kind::Float, Device::Cpu));
+    let y = Tensor::arange(40, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(30, 0, None);
+    let x = centres.index_select(0, &y) + Tensor::randn([1200, 32], (Kind::Float, Device::Cpu)) * 1.5;
     (x, y)
 }
 
@@ -46,8 +48,10 @@ fn synthetic(seed: i64) -> (Tensor, Tensor) {
 fn learner_beats_chance_on_held_out_classes() {
     tch::set_num_threads(1);
     let (x, y) = synthetic(3);
-    let train = EpisodeSampler::new(&x, &y, &[0, 1, 2, 3, 4, 5, 6]).unwrap();
-    let test = EpisodeSampler::new(&x, &y, &[7, 8, 9]).unwrap();
+    let train_classes: Vec<i64> = (0..30).collect();
+    let test_classes: Vec<i64> = (30..40).collect();
+    let train = EpisodeSampler::new(&x, &y, &train_classes).unwrap();
+    let test = EpisodeSampler::new(&x, &y, &test_classes).unwrap();
     let cfg = FewShotConfig { dim: 32, heads: 2, layers: 1, slots: 16, batch: 16, steps: 150, lr: 3e-3, seed: 1, ..FewShotConfig::default() };
     let vs = nn::VarStore::new(Device::Cpu);
     let (model, log) = train_fewshot(&vs, 32, &train, &cfg, 50, &mut |s, l| eprintln!("step {s}: loss {l:.4}")).unwrap();
@@ -56,7 +60,7 @@ fn learner_beats_chance_on_held_out_classes() {
     let proto = nearest_prototype_baseline(&test, &cfg, 200, 11).unwrap();
     eprintln!("held-out 3-way 2-shot: model {ci:?}, prototype baseline {proto:?}");
     assert!(ci.above(1.0 / 3.0), "{ci:?} does not beat chance");
-    assert!(ci.mean > 0.6, "{ci:?}");
+    assert!(ci.mean > 0.5, "{ci:?}");
 }
 
 #[test]
