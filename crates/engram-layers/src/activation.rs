@@ -1,4 +1,15 @@
 //! Activations (ATen ops) and the softmax with temperature.
+//!
+//! ```
+//! use engram_layers::activation::{softmax_with_temperature, Activation};
+//! use tch::nn::Module;
+//! let x = tch::Tensor::from_slice(&[-1.0f32, 2.0]);
+//! assert_eq!(Vec::<f32>::try_from(Activation::Relu.forward(&x)).unwrap(), vec![0.0, 2.0]);
+//! let a: Activation = serde_json::from_str(r#"{"leaky_relu":{"negative_slope":0.1}}"#).unwrap();
+//! assert!((a.forward(&x).double_value(&[0]) + 0.1).abs() < 1e-7);
+//! let p = softmax_with_temperature(&x, 0.5, -1).unwrap();
+//! assert!((p.sum(tch::Kind::Float).double_value(&[]) - 1.0).abs() < 1e-6);
+//! ```
 
 use crate::util::ensure;
 use engram_core::Result;
@@ -6,13 +17,6 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 /// An element-wise activation, each the ATen op behind the PyTorch module of the same name.
-///
-/// ```
-/// use engram_layers::activation::Activation;
-/// use tch::{nn::Module, Tensor};
-/// let y = Activation::Relu.forward(&Tensor::from_slice(&[-1.0f32, 2.0]));
-/// assert_eq!(Vec::<f32>::try_from(y).unwrap(), vec![0.0, 2.0]);
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Activation {
@@ -93,12 +97,6 @@ impl nn::Module for Activation {
 }
 
 /// `softmax(x / T)` along `dim`; `T → 0` approaches argmax, `T → ∞` the uniform distribution.
-///
-/// ```
-/// use engram_layers::activation::softmax_with_temperature;
-/// let p = softmax_with_temperature(&tch::Tensor::from_slice(&[1.0f32, 2.0]), 0.5, -1).unwrap();
-/// assert!((p.sum(tch::Kind::Float).double_value(&[]) - 1.0).abs() < 1e-6);
-/// ```
 pub fn softmax_with_temperature(x: &Tensor, temperature: f64, dim: i64) -> Result<Tensor> {
     ensure(temperature > 0.0 && temperature.is_finite(), || {
         format!("softmax temperature must be positive and finite, got {temperature}")

@@ -1,4 +1,16 @@
 //! Dropout and DropPath (stochastic depth).
+//!
+//! ```
+//! use engram_layers::dropout::{DropPath, Dropout};
+//! use tch::nn::ModuleT;
+//! let x = tch::Tensor::ones([8, 3], tch::kind::FLOAT_CPU);
+//! assert_eq!(Dropout::new(0.5).unwrap().forward_t(&x, false), x); // identity in eval
+//! // DropPath keeps or drops whole samples: every row is all 0 or all 1/(1-p)
+//! let y = DropPath::new(0.25).unwrap().forward_t(&x, true);
+//! for r in Vec::<f32>::try_from(y.sum_dim_intlist(1, false, tch::Kind::Float)).unwrap() {
+//!     assert!(r == 0.0 || (r - 4.0).abs() < 1e-5);
+//! }
+//! ```
 
 use crate::util::ensure;
 use engram_core::Result;
@@ -7,14 +19,6 @@ use tch::{nn, Tensor};
 
 /// `nn.Dropout(p)`: zeroes elements with probability `p` in training and scales the rest by
 /// `1/(1−p)`; identity in eval.
-///
-/// ```
-/// use engram_layers::dropout::Dropout;
-/// use tch::nn::ModuleT;
-/// let d = Dropout::new(0.5).unwrap();
-/// let x = tch::Tensor::ones([4], tch::kind::FLOAT_CPU);
-/// assert_eq!(d.forward_t(&x, false), x);
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dropout {
@@ -42,16 +46,6 @@ impl nn::ModuleT for Dropout {
 /// DropPath / stochastic depth (timm's `DropPath`, torchvision's `StochasticDepth(mode="row")`):
 /// drops the whole residual branch per sample with probability `p`, scaling kept samples by
 /// `1/(1−p)`. Applied to the branch output before the residual add.
-///
-/// ```
-/// use engram_layers::dropout::DropPath;
-/// use tch::nn::ModuleT;
-/// let d = DropPath::new(0.25).unwrap();
-/// let y = d.forward_t(&tch::Tensor::ones([8, 3], tch::kind::FLOAT_CPU), true);
-/// // every row is either all 0 or all 1/(1-p)
-/// let rows = y.sum_dim_intlist(1, false, tch::Kind::Float);
-/// for r in Vec::<f32>::try_from(rows).unwrap() { assert!(r == 0.0 || (r - 4.0).abs() < 1e-5); }
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DropPath {

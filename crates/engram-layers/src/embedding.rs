@@ -1,4 +1,17 @@
 //! Token embeddings and absolute position encodings (learned and sinusoidal).
+//!
+//! ```
+//! use engram_layers::embedding::*;
+//! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let tok = Embedding::new(vs.root() / "wte", EmbeddingConfig::new(10, 4)).unwrap();
+//! let wpe = LearnedPositions::new(vs.root() / "wpe", 16, 4).unwrap();
+//! let ids = tch::Tensor::from_slice(&[1i64, 9, 3]);
+//! let h = tok.try_forward(&ids).unwrap() + wpe.positions(3, 0).unwrap();
+//! assert_eq!(h.size(), vec![3, 4]);
+//! assert!(tok.try_forward(&tch::Tensor::from_slice(&[10i64])).is_err()); // out of range
+//! let pe = sinusoidal_positions(5, 4, 0, 10000.0, tch::Device::Cpu).unwrap();
+//! assert_eq!(pe.double_value(&[0, 1]), 1.0); // cos(0)
+//! ```
 
 use crate::util::{ensure, ensure_shape, or_panic};
 use engram_core::{Error, Result};
@@ -26,15 +39,6 @@ impl EmbeddingConfig {
 
 /// `nn.Embedding`: a lookup table `weight [V, d]`, initialised `N(0, 1)` with the padding row
 /// zeroed, the same draw as PyTorch (so equal seeds give equal tables).
-///
-/// ```
-/// use engram_layers::embedding::{Embedding, EmbeddingConfig};
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let e = Embedding::new(vs.root() / "tok", EmbeddingConfig::new(10, 4)).unwrap();
-/// let y = e.try_forward(&tch::Tensor::from_slice(&[1i64, 9])).unwrap();
-/// assert_eq!(y.size(), vec![2, 4]);
-/// assert!(e.try_forward(&tch::Tensor::from_slice(&[10i64])).is_err());
-/// ```
 #[derive(Debug)]
 pub struct Embedding {
     /// `[num_embeddings, embedding_dim]`.
@@ -87,13 +91,6 @@ impl nn::Module for Embedding {
 }
 
 /// Learned absolute positions (GPT-2/BERT `wpe`): `nn.Embedding(max_len, d)` indexed by position.
-///
-/// ```
-/// use engram_layers::embedding::LearnedPositions;
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let p = LearnedPositions::new(vs.root() / "wpe", 16, 8).unwrap();
-/// assert_eq!(p.positions(4, 0).unwrap().size(), vec![4, 8]);
-/// ```
 #[derive(Debug)]
 pub struct LearnedPositions {
     table: Embedding,
@@ -122,13 +119,6 @@ impl LearnedPositions {
 
 /// The sinusoidal table of "Attention Is All You Need": `PE[p, 2i] = sin(p / base^(2i/d))`,
 /// `PE[p, 2i+1] = cos(…)`, shape `[len, d]`, positions `start..start+len`. `d` must be even.
-///
-/// ```
-/// use engram_layers::embedding::sinusoidal_positions;
-/// let pe = sinusoidal_positions(5, 4, 0, 10000.0, tch::Device::Cpu).unwrap();
-/// assert_eq!(pe.size(), vec![5, 4]);
-/// assert_eq!(pe.double_value(&[0, 1]), 1.0); // cos(0)
-/// ```
 pub fn sinusoidal_positions(len: i64, dim: i64, start: i64, base: f64, device: Device) -> Result<Tensor> {
     ensure(dim > 0 && dim % 2 == 0, || format!("sinusoidal positions need an even dim, got {dim}"))?;
     ensure(len >= 0 && start >= 0, || format!("sinusoidal positions: bad range {start}+{len}"))?;

@@ -1,4 +1,18 @@
 //! Feed-forward blocks: the GLU family (GLU, ReGLU, GeGLU, SwiGLU) and the plain MLP.
+//!
+//! ```
+//! use engram_layers::{activation::Activation, ffn::*};
+//! use tch::nn::Module;
+//! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let x = tch::Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU);
+//! let swiglu = GatedFfn::new(vs.root() / "mlp", GatedFfnConfig::swiglu(8, 16)).unwrap();
+//! let geglu = GatedFfn::new(vs.root() / "geglu", GatedFfnConfig { gate: GateKind::Gelu, ..GatedFfnConfig::swiglu(8, 16) }).unwrap();
+//! let mlp = Mlp::new(vs.root() / "gpt2_mlp", MlpConfig { dim: 8, hidden_dim: 32, activation: Activation::GeluTanh, bias: true }).unwrap();
+//! for y in [swiglu.forward(&x), geglu.forward(&x), mlp.forward(&x)] {
+//!     assert_eq!(y.size(), x.size());
+//! }
+//! assert_eq!(glu(&x, -1).unwrap().size(), vec![2, 3, 4]);
+//! ```
 
 use crate::activation::Activation;
 use crate::linear::{Linear, LinearConfig};
@@ -8,11 +22,6 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Tensor};
 
 /// `nn.GLU(dim)`: splits `x` in halves `a, b` along `dim` and returns `a · σ(b)`.
-///
-/// ```
-/// let y = engram_layers::ffn::glu(&tch::Tensor::zeros([2, 6], tch::kind::FLOAT_CPU), -1).unwrap();
-/// assert_eq!(y.size(), vec![2, 3]);
-/// ```
 pub fn glu(x: &Tensor, dim: i64) -> Result<Tensor> {
     let s = x.size();
     let n = s.len() as i64;
@@ -73,14 +82,6 @@ impl GatedFfnConfig {
 
 /// `down_proj(act(gate_proj(x)) · up_proj(x))`, parameter names of Hugging Face's `LlamaMLP`
 /// (init drawn in the order gate, up, down).
-///
-/// ```
-/// use engram_layers::ffn::{GatedFfn, GatedFfnConfig};
-/// use tch::nn::Module;
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let f = GatedFfn::new(vs.root() / "mlp", GatedFfnConfig::swiglu(8, 16)).unwrap();
-/// assert_eq!(f.forward(&tch::Tensor::randn([2, 3, 8], tch::kind::FLOAT_CPU)).size(), vec![2, 3, 8]);
-/// ```
 #[derive(Debug)]
 pub struct GatedFfn {
     /// `[hidden, dim]`.
@@ -135,14 +136,6 @@ pub struct MlpConfig {
 }
 
 /// The classic transformer FFN `fc2(act(fc1(x)))` (names of timm's `Mlp`: `fc1`, `fc2`).
-///
-/// ```
-/// use engram_layers::{activation::Activation, ffn::{Mlp, MlpConfig}};
-/// use tch::nn::Module;
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let m = Mlp::new(vs.root(), MlpConfig { dim: 4, hidden_dim: 16, activation: Activation::Gelu, bias: true }).unwrap();
-/// assert_eq!(m.forward(&tch::Tensor::randn([2, 4], tch::kind::FLOAT_CPU)).size(), vec![2, 4]);
-/// ```
 #[derive(Debug)]
 pub struct Mlp {
     /// `[hidden, dim]`.

@@ -1,5 +1,20 @@
 //! Normalisation layers: LayerNorm, RMSNorm, BatchNorm, GroupNorm, each with the parameter and
 //! buffer names of its PyTorch module and the ATen kernel behind it.
+//!
+//! ```
+//! use engram_layers::norm::*;
+//! use tch::nn::ModuleT;
+//! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let x = tch::Tensor::randn([4, 6, 5], tch::kind::FLOAT_CPU);
+//! let ln = LayerNorm::new(vs.root() / "ln", LayerNormConfig::new(5));
+//! let rms = RmsNorm::new(vs.root() / "rms", RmsNormConfig::new(5, 1e-6));
+//! let gn = GroupNorm::new(vs.root() / "gn", GroupNormConfig::new(3, 6)).unwrap();
+//! let bn = BatchNorm::new(vs.root() / "bn", BatchNormConfig::new(6));
+//! for y in [ln.try_forward(&x).unwrap(), rms.try_forward(&x).unwrap(), gn.try_forward(&x).unwrap(), bn.forward_t(&x, true)] {
+//!     assert_eq!(y.size(), x.size());
+//! }
+//! assert!(ln.try_forward(&tch::Tensor::zeros([2, 4], tch::kind::FLOAT_CPU)).is_err());
+//! ```
 
 use crate::util::{ensure, ensure_shape, or_panic};
 use engram_core::{Error, Result};
@@ -35,14 +50,6 @@ impl LayerNormConfig {
 }
 
 /// `nn.LayerNorm`: `(x − mean)/√(var + eps)·weight + bias` over the trailing dims.
-///
-/// ```
-/// use engram_layers::norm::{LayerNorm, LayerNormConfig};
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let ln = LayerNorm::new(vs.root() / "ln", LayerNormConfig::new(4));
-/// let y = ln.try_forward(&tch::Tensor::randn([2, 4], tch::kind::FLOAT_CPU)).unwrap();
-/// assert_eq!(y.size(), vec![2, 4]);
-/// ```
 #[derive(Debug)]
 pub struct LayerNorm {
     /// `weight`, ones at init.
@@ -100,14 +107,6 @@ impl RmsNormConfig {
 }
 
 /// `nn.RMSNorm`: `x / √(mean(x²) + eps) · weight`, on ATen's `rms_norm`.
-///
-/// ```
-/// use engram_layers::norm::{RmsNorm, RmsNormConfig};
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let n = RmsNorm::new(vs.root() / "norm", RmsNormConfig::new(8, 1e-6));
-/// let y = n.try_forward(&tch::Tensor::randn([3, 8], tch::kind::FLOAT_CPU)).unwrap();
-/// assert_eq!(y.size(), vec![3, 8]);
-/// ```
 #[derive(Debug)]
 pub struct RmsNorm {
     /// `weight`, ones at init.
@@ -160,14 +159,6 @@ impl BatchNormConfig {
 
 /// `nn.BatchNorm{1,2,3}d` (any input `[N, C, *]`): batch statistics in training (updating the
 /// running buffers with the unbiased variance, as PyTorch), running statistics in eval.
-///
-/// ```
-/// use engram_layers::norm::{BatchNorm, BatchNormConfig};
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let bn = BatchNorm::new(vs.root() / "bn", BatchNormConfig::new(3));
-/// let y = bn.try_forward_t(&tch::Tensor::randn([4, 3, 5, 5], tch::kind::FLOAT_CPU), true).unwrap();
-/// assert_eq!(y.size(), vec![4, 3, 5, 5]);
-/// ```
 #[derive(Debug)]
 pub struct BatchNorm {
     /// `weight`, ones.
@@ -265,14 +256,6 @@ impl GroupNormConfig {
 }
 
 /// `nn.GroupNorm`: statistics within each of G channel groups per sample.
-///
-/// ```
-/// use engram_layers::norm::{GroupNorm, GroupNormConfig};
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let gn = GroupNorm::new(vs.root() / "gn", GroupNormConfig::new(2, 4)).unwrap();
-/// let y = gn.try_forward(&tch::Tensor::randn([2, 4, 3], tch::kind::FLOAT_CPU)).unwrap();
-/// assert_eq!(y.size(), vec![2, 4, 3]);
-/// ```
 #[derive(Debug)]
 pub struct GroupNorm {
     /// `weight`, ones.

@@ -1,4 +1,12 @@
 //! Pooling (ATen's max/avg/adaptive pools) with checked shapes.
+//!
+//! ```
+//! use engram_layers::pooling::{adaptive_pool, Pool, PoolConfig, PoolKind};
+//! let x = tch::Tensor::randn([1, 3, 8, 8], tch::kind::FLOAT_CPU);
+//! let p = Pool::new(PoolConfig::new(PoolKind::Max, 2, 2)).unwrap();
+//! assert_eq!(p.try_forward(&x).unwrap().size(), vec![1, 3, 4, 4]);
+//! assert_eq!(adaptive_pool(&x, PoolKind::Avg, &[1, 1]).unwrap().size(), vec![1, 3, 1, 1]); // global
+//! ```
 
 use crate::util::{ensure, ensure_shape};
 use engram_core::Result;
@@ -39,13 +47,6 @@ impl PoolConfig {
 }
 
 /// `nn.MaxPool{1,2,3}d` / `nn.AvgPool{1,2,3}d`; no parameters.
-///
-/// ```
-/// use engram_layers::pooling::{Pool, PoolConfig, PoolKind};
-/// let p = Pool::new(PoolConfig::new(PoolKind::Max, 2, 2)).unwrap();
-/// let y = p.try_forward(&tch::Tensor::randn([1, 3, 8, 8], tch::kind::FLOAT_CPU)).unwrap();
-/// assert_eq!(y.size(), vec![1, 3, 4, 4]);
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
     cfg: PoolConfig,
@@ -88,12 +89,6 @@ impl Pool {
 
 /// `AdaptiveAvgPool{1,2}d(output_size)` / `AdaptiveMaxPool{1,2}d`; `output_size = [1, 1]` is
 /// global pooling.
-///
-/// ```
-/// use engram_layers::pooling::{adaptive_pool, PoolKind};
-/// let y = adaptive_pool(&tch::Tensor::randn([2, 4, 7, 5], tch::kind::FLOAT_CPU), PoolKind::Avg, &[1, 1]).unwrap();
-/// assert_eq!(y.size(), vec![2, 4, 1, 1]);
-/// ```
 pub fn adaptive_pool(x: &Tensor, kind: PoolKind, output_size: &[i64]) -> Result<Tensor> {
     let d = output_size.len();
     let s = x.size();

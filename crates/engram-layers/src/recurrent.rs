@@ -1,5 +1,18 @@
 //! LSTM and GRU on ATen's fused kernels, with the parameter names (`weight_ih_l0`,
 //! `weight_hh_l0_reverse`, ...), layout and init of `nn.LSTM` / `nn.GRU`.
+//!
+//! ```
+//! use engram_layers::recurrent::{Gru, Lstm, RnnConfig};
+//! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let x = tch::Tensor::randn([2, 7, 3], tch::kind::FLOAT_CPU);
+//! let lstm = Lstm::new(vs.root() / "lstm", RnnConfig { bidirectional: true, ..RnnConfig::new(3, 5) }).unwrap();
+//! let (y, (h, c)) = lstm.forward(&x, None, false).unwrap();
+//! assert_eq!((y.size(), h.size(), c.size()), (vec![2, 7, 10], vec![2, 2, 5], vec![2, 2, 5]));
+//! let gru = Gru::new(vs.root() / "gru", RnnConfig { num_layers: 2, ..RnnConfig::new(3, 4) }).unwrap();
+//! let (y, h) = gru.forward(&x, None, false).unwrap();
+//! assert_eq!((y.size(), h.size()), (vec![2, 7, 4], vec![2, 2, 4]));
+//! assert!(vs.variables().contains_key("lstm.weight_hh_l0_reverse"));
+//! ```
 
 use crate::util::{ensure, ensure_shape};
 use engram_core::Result;
@@ -81,14 +94,6 @@ fn check_state(name: &str, cfg: &RnnConfig, t: &Tensor, batch: i64) -> Result<()
 }
 
 /// `nn.LSTM`.
-///
-/// ```
-/// use engram_layers::recurrent::{Lstm, RnnConfig};
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let lstm = Lstm::new(vs.root() / "lstm", RnnConfig { bidirectional: true, ..RnnConfig::new(3, 5) }).unwrap();
-/// let (y, (h, c)) = lstm.forward(&tch::Tensor::randn([2, 7, 3], tch::kind::FLOAT_CPU), None, false).unwrap();
-/// assert_eq!((y.size(), h.size(), c.size()), (vec![2, 7, 10], vec![2, 2, 5], vec![2, 2, 5]));
-/// ```
 #[derive(Debug)]
 pub struct Lstm {
     params: Vec<Tensor>,
@@ -126,14 +131,6 @@ impl Lstm {
 }
 
 /// `nn.GRU`.
-///
-/// ```
-/// use engram_layers::recurrent::{Gru, RnnConfig};
-/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-/// let gru = Gru::new(vs.root() / "gru", RnnConfig { num_layers: 2, ..RnnConfig::new(3, 4) }).unwrap();
-/// let (y, h) = gru.forward(&tch::Tensor::randn([2, 6, 3], tch::kind::FLOAT_CPU), None, false).unwrap();
-/// assert_eq!((y.size(), h.size()), (vec![2, 6, 4], vec![2, 2, 4]));
-/// ```
 #[derive(Debug)]
 pub struct Gru {
     params: Vec<Tensor>,
