@@ -153,14 +153,14 @@ pub fn summary_rows(models: &[ModelReport]) -> Vec<(String, Vec<String>)> {
     }
     add("RULER niah-single", &|m| m.retrieval.ruler.iter().find(|r| r.variant == "niah-single").map_or("-".into(), |r| format!("{} ({})", pct(&r.accuracy), r.haystack)));
     add("RULER niah-multikey", &|m| m.retrieval.ruler.iter().find(|r| r.variant == "niah-multikey").map_or("-".into(), |r| pct(&r.accuracy)));
-    add("key mean |cos| (baseline)", &|m| {
+    add("key mean abs cos (random baseline)", &|m| {
         let cos: Vec<f64> = m.mechanism.heads.iter().filter_map(|h| h.key_mean_abs_cos).collect();
         match (cos.is_empty(), m.mechanism.key_cos_baseline) {
             (false, Some(b)) => format!("{:.3} ({:.3})", cos.iter().sum::<f64>() / cos.len() as f64, b),
             _ => "n/a".into(),
         }
     });
-    add("state norm / max|S| (mean, max over heads)", &|m| {
+    add("state norm / max abs (mean, max over heads)", &|m| {
         if m.mechanism.heads.is_empty() {
             return "n/a".into();
         }
@@ -181,13 +181,13 @@ pub fn summary_rows(models: &[ModelReport]) -> Vec<(String, Vec<String>)> {
         }
         format!("{:.2}", r.iter().sum::<f64>() / r.len() as f64)
     });
-    add("beta marker+needle / ordinary (layer 1)", &|m| {
+    add("beta at marker or needle / ordinary (first G layer)", &|m| {
         m.mechanism.gates.first().map_or("n/a".into(), |g| {
             let hi = [g.beta_marker, g.beta_needle].iter().flatten().map(|s| s.mean).fold(f64::NAN, f64::max);
             format!("{:.3} / {:.3}", hi, g.beta_ordinary.map_or(f64::NAN, |s| s.mean))
         })
     });
-    add("decay g ordinary (layer 1)", &|m| m.mechanism.gates.first().and_then(|g| g.decay_ordinary).map_or("n/a".into(), |s| format!("{:.3}", s.mean)));
+    add("decay g ordinary (first G layer)", &|m| m.mechanism.gates.first().and_then(|g| g.decay_ordinary).map_or("n/a".into(), |s| format!("{:.3}", s.mean)));
     add("gradients", &|m| {
         m.mechanism.gradients.as_ref().map_or("n/a".into(), |g| {
             if g.has_nan || g.has_inf {
@@ -504,7 +504,7 @@ pub fn write_plots(dir: &Path, models: &[ModelReport]) -> Result<Vec<String>> {
                 name: format!("{}: random keys", m.label),
                 points: m.mechanism.capacity_random.iter().map(|p| (p.writes as f64, p.mean_error)).collect(),
                 dashed: false,
-                color: i,
+                color: 2 * i,
             });
         }
         if !m.mechanism.capacity_learned.is_empty() {
@@ -512,7 +512,7 @@ pub fn write_plots(dir: &Path, models: &[ModelReport]) -> Result<Vec<String>> {
                 name: format!("{}: learned keys", m.label),
                 points: m.mechanism.capacity_learned.iter().map(|p| (p.writes as f64, p.mean_error)).collect(),
                 dashed: true,
-                color: i,
+                color: 2 * i + 1,
             });
         }
     }
