@@ -29,6 +29,8 @@ struct Params {
   void* Aqk = nullptr;    // T [B,H,NT,C,C] tril(Q K^T * decay), diagonal included
   void* w = nullptr;      // T [B,H,NT,C,K]  A (beta exp(G) K)
   void* u = nullptr;      // T [B,H,NT,C,V]  A (beta V)
+  void* kt = nullptr;     // T [B,H,NT,C,K]  K exp(G_last - G): the state update's keys
+  void* qg = nullptr;     // T [B,H,NT,C,K]  Q exp(G): the state read's queries
   void* h = nullptr;      // T [B,H,NT,K,V]  state entering each chunk (saved for backward)
   void* X = nullptr;      // T [B,H,NT,C,V]  v_new = u - w S (saved for backward)
   bool save = false;      // forward scan stores h and X

@@ -13,7 +13,7 @@ namespace engram {
 namespace gdr {
 
 constexpr int kC = 64;         // chunk length (rows of every chunk tile)
-constexpr int kThreads = 256;  // threads per block, all kernels
+constexpr int kThreads = 512;  // threads per block, all kernels (16 warps: the stages are latency-bound)
 constexpr int kWarps = kThreads / 32;
 
 template <class T> struct Pad { static constexpr int t = 8, f = 4; };      // elements of row padding
@@ -110,6 +110,7 @@ struct MM {
       const int m0 = (t / tn) << 4, n0 = (t % tn) << 4;
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
       wmma::fill_fragment(c, 0.f);
+#pragma unroll 4
       for (int k0 = 0; k0 < Kd; k0 += 16) {
         wmma::fragment<wmma::matrix_a, 16, 16, 16, T, LA> a;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LB> b;
@@ -170,6 +171,15 @@ __device__ __forceinline__ void mm(float* C, int ldc, const T* A, int lda, const
   MM<T, TA, TB>::run(C, ldc, A, lda, B, ldb, M, N, Kd, acc, alpha);
 }
 
+// f(r, c) for every element of a rows x cols tile: warps over rows, lanes over columns (no
+// integer division, consecutive shared-memory addresses within a warp).
+template <class F>
+__device__ __forceinline__ void for2d(int rows, int cols, F f) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int r = warp; r < rows; r += kWarps)
+    for (int c = lane; c < cols; c += 32) f(r, c);
+}
+
 // out[r] += coef(r) * sum_c A[r][c] * B[r][c] for r < rows; one warp per row.
 template <class TA_, class TB_, class F>
 __device__ __forceinline__ void row_dot_add(float* out, const TA_* A, int lda, const TB_* B, int ldb, int rows,
@@ -181,6 +191,28 @@ __device__ __forceinline__ void row_dot_add(float* out, const TA_* A, int lda, c
 #pragma unroll
     for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) out[r] += coef(r) * s;
+  }
+}
+
+// out[r] += sum_c A[r][c] (one warp per row).
+__device__ __forceinline__ void row_sum_add(float* out, const float* A, int lda, int rows, int cols) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int r = warp; r < rows; r += kWarps) {
+    float s = 0.f;
+    for (int c = lane; c < cols; c += 32) s += A[r * lda + c];
+#pragma unroll
+    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) out[r] += s;
+  }
+}
+
+// out[c] = sum_r w(r) A[r][c] (one thread per column; consecutive threads read consecutive words).
+template <class W>
+__device__ __forceinline__ void col_sum(float* out, const float* A, int lda, int rows, int cols, W w) {
+  for (int c = threadIdx.x; c < cols; c += kThreads) {
+    float s = 0.f;
+    for (int r = 0; r < rows; ++r) s += w(r) * A[r * lda + c];
+    out[c] = s;
   }
 }
 

@@ -37,7 +37,7 @@ struct GradLayout {
     DOX = s.take(sizeof(float) * kC * ldc_f);
     DXV = s.take(sizeof(float) * kC * ldc_f);
     AT = s.take(sizeof(T) * kC * ldat);
-    vec = s.take(sizeof(float) * (7 * kC + 32));
+    vec = s.take(sizeof(float) * (9 * kC + 32));
     SmemPlan p1;
     doT = p1.take(sizeof(T) * kC * ldvt_t);
     xT = p1.take(sizeof(T) * kC * ldvt_t);
@@ -57,10 +57,7 @@ struct GradLayout {
 
 template <class T>
 __device__ __forceinline__ void to_t(T* dst, int ldd, const float* src, int lds, int rows, int cols, float alpha) {
-  for (int e = threadIdx.x; e < rows * cols; e += kThreads) {
-    int i = e / cols, j = e % cols;
-    dst[i * ldd + j] = from_f<T>(alpha * src[i * lds + j]);
-  }
+  for2d(rows, cols, [&](int i, int j) { dst[i * ldd + j] = from_f<T>(alpha * src[i * lds + j]); });
 }
 
 template <class T>
@@ -91,17 +88,20 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
   float* dB = dG + kC;
   float* cS = dB + kC;  // c_j = exp(G_last - G_j) k_j . (X dSC^T)_j
   float* eS = cS + kC;  // k_i . (A^T dW)_i
-  float* misc = eS + 2 * kC;
+  float* colZ = eS + kC;  // column sums of Z (the decay share of P)
+  float* rowE = colZ + kC;
+  float* colE = rowE + kC;  // beta-weighted column sums of E (the decay share of dL)
+  float* misc = colE + kC;
   unsigned char* work = smem + L.work;
   const int tid = threadIdx.x;
 
   // ---- phase 0: A (as T), G, beta
   const float* Ag = p.A + cidx * kC * kC;
-  for (int e = tid; e < kC * kC; e += kThreads) AT[(e / kC) * L.ldat + e % kC] = from_f<T>(Ag[e]);
+  for2d(kC, kC, [&](int i, int j) { AT[i * L.ldat + j] = from_f<T>(Ag[i * kC + j]); });
   if (tid < kC) {
     gS[tid] = p.gc[cidx * kC + tid];
     bS[tid] = tid < Lc ? p.beta[row0 + (int64_t)tid * H] : 0.f;
-    dG[tid] = 0.f; dB[tid] = 0.f; cS[tid] = 0.f; eS[tid] = 0.f;
+    dG[tid] = 0.f; dB[tid] = 0.f; cS[tid] = 0.f; eS[tid] = 0.f; rowE[tid] = 0.f;
   }
   if (tid < 32) misc[tid] = 0.f;
   __syncthreads();
@@ -135,10 +135,9 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
       mm<T, false, true>(DOX, L.ldc_f, doT, L.ldvt_t, xT, L.ldvt_t, kC, kC, VT, acc);
       mm<T, false, true>(DXV, L.ldc_f, dxT, L.ldvt_t, vT, L.ldvt_t, kC, kC, VT, acc);
       mm<T, true, false>(tmp, L.ldvt_f, AT, L.ldat, dxT, L.ldvt_t, kC, VT, kC);  // A^T dX
-      for (int e = tid; e < K * VT; e += kThreads) {
-        int i = e / VT, j = e % VT;
+      for2d(K, VT, [&](int i, int j) {
         frob += to_f(s0T[i * L.ldvt_t + j]) * to_f(dsT[i * L.ldvt_t + j]);
-      }
+      });
       __syncthreads();
       store_tile<T>(static_cast<T*>(p.dv) + row0 * V + v0, (int64_t)H * V, tmp, L.ldvt_f, kC, VT, Lc, 1.f, bS);
       row_dot_add(dB, vT, L.ldvt_t, tmp, L.ldvt_f, kC, VT, [](int) { return 1.f; });
@@ -159,31 +158,25 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
   cp_wait<0>();
   __syncthreads();
   mm<T, false, true>(W1, L.ldc_f, qS, L.ldk_t, kS, L.ldk_t, kC, kC, K);  // Q K^T
-  for (int e = tid; e < kC * K; e += kThreads) {  // scale exp(G) dO S0^T
-    int i = e / K, j = e % K;
+  for2d(kC, K, [&](int i, int j) {  // scale exp(G) dO S0^T
     DOS[i * L.ldk_f + j] *= p.scale * __expf(gS[i]);
-  }
+  });
   __syncthreads();
-  for (int e = tid; e < kC * kC; e += kThreads) {
-    int i = e / kC, j = e % kC;
+  for2d(kC, kC, [&](int i, int j) {
     float m = j <= i ? __expf(gS[i] - gS[j]) : 0.f;
     float pm = p.scale * m * DOX[i * L.ldc_f + j];
     W1[i * L.ldc_f + j] *= pm;  // Z_ij: the decay's share of the gradient
     DOX[i * L.ldc_f + j] = pm;
     DXV[i * L.ldc_f + j] *= bS[j];
-  }
+  });
   row_dot_add(dG, qS, L.ldk_t, DOS, L.ldk_f, kC, K, [](int) { return 1.f; });
   row_dot_add(cS, kS, L.ldk_t, XDS, L.ldk_f, kC, K, [&](int j) { return __expf(gl - gS[j]); });
   __syncthreads();
-  if (tid < kC) {
-    float s = 0.f;
-    for (int j = 0; j < kC; ++j) s += W1[tid * L.ldc_f + j] - W1[j * L.ldc_f + tid];
-    dG[tid] += s;
-  }
-  for (int e = tid; e < kC * K; e += kThreads) {
-    int i = e / K, j = e % K;
+  row_sum_add(dG, W1, L.ldc_f, kC, kC);
+  col_sum(colZ, W1, L.ldc_f, kC, kC, [](int) { return 1.f; });
+  for2d(kC, K, [&](int i, int j) {
     XDS[i * L.ldk_f + j] *= __expf(gl - gS[i]);
-  }
+  });
   __syncthreads();
   T* PmT = reinterpret_cast<T*>(W1);
   to_t(PmT, L.ldat, DOX, L.ldc_f, kC, kC, 1.f);
@@ -199,16 +192,14 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
   mm<T, true, false>(AtdW, L.ldk_f, AT, L.ldat, NDW, L.ldk_t, kC, K, kC);
   __syncthreads();
   row_dot_add(eS, kS, L.ldk_t, AtdW, L.ldk_f, kC, K, [](int) { return 1.f; });
-  for (int e = tid; e < kC * K; e += kThreads) {
-    int i = e / K, j = e % K;
+  for2d(kC, K, [&](int i, int j) {
     XDS[i * L.ldk_f + j] += bS[i] * __expf(gS[i]) * AtdW[i * L.ldk_f + j];
-  }
+  });
   __syncthreads();
   T* BGK = reinterpret_cast<T*>(DOS);
-  for (int e = tid; e < kC * K; e += kThreads) {
-    int i = e / K, j = e % K;
+  for2d(kC, K, [&](int i, int j) {
     BGK[i * L.ldk_t + j] = from_f<T>(to_f(kS[i * L.ldk_t + j]) * bS[i] * __expf(gS[i]));
-  }
+  });
   __syncthreads();
   mm<T, false, true>(DXV, L.ldc_f, NDW, L.ldk_t, BGK, L.ldk_t, kC, kC, K, true);  // dA
   __syncthreads();
@@ -224,8 +215,7 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
   mm<T, false, true>(W1, L.ldc_f, kS, L.ldk_t, kS, L.ldk_t, kC, kC, K);                // K K^T
   __syncthreads();
   T* RT = reinterpret_cast<T*>(DOX);
-  for (int e = tid; e < kC * kC; e += kThreads) {
-    int i = e / kC, j = e % kC;
+  for2d(kC, kC, [&](int i, int j) {
     float E = 0.f, R = 0.f;
     if (j < i) {
       float d = __expf(gS[i] - gS[j]);
@@ -235,22 +225,20 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
     }
     W1[i * L.ldc_f + j] = E;
     RT[i * L.ldat + j] = from_f<T>(R);
-  }
+  });
   __syncthreads();
-  if (tid < kC) {
-    float row = 0.f, col = 0.f;
-    for (int j = 0; j < kC; ++j) {
-      row += W1[tid * L.ldc_f + j];
-      col += bS[j] * W1[j * L.ldc_f + tid];
-    }
-    const float ga = __expf(gS[tid]);
-    dB[tid] += row + ga * eS[tid];
-    dG[tid] += bS[tid] * row - col + bS[tid] * ga * eS[tid] - cS[tid];
-  }
+  row_sum_add(rowE, W1, L.ldc_f, kC, kC);
+  col_sum(colE, W1, L.ldc_f, kC, kC, [&](int i) { return bS[i]; });
   mm<T>(XDS, L.ldk_f, RT, L.ldat, kS, L.ldk_t, kC, K, kC, true);
   mm<T, true, false>(XDS, L.ldk_f, RT, L.ldat, kS, L.ldk_t, kC, K, kC, true);
   __syncthreads();
   store_tile<T>(static_cast<T*>(p.dk) + row0 * K, (int64_t)H * K, XDS, L.ldk_f, kC, K, Lc);
+  if (tid < kC) {
+    const float ga = __expf(gS[tid]);
+    dB[tid] += rowE[tid] + ga * eS[tid];
+    dG[tid] += bS[tid] * rowE[tid] - colE[tid] + bS[tid] * ga * eS[tid] - cS[tid] - colZ[tid];
+  }
+  __syncthreads();
   if (tid == 0) {
     float csum = 0.f;
     for (int j = 0; j < kC; ++j) csum += cS[j];

@@ -16,7 +16,7 @@ namespace {
 template <class T, int VB>
 struct BScanLayout {
   static constexpr int NBUF = sizeof(T) == 4 ? 1 : 2;
-  size_t S, ST, buf[2], X, XT, total;
+  size_t S, ST, buf0, bufsz, X, XT, total;
   size_t q, k, w, d, a, g;
   int ldk, ldvb_f, ldvb_t, lda;
   __host__ __device__ BScanLayout(int K) {
@@ -32,8 +32,8 @@ struct BScanLayout {
     SmemPlan s;
     S = s.take(sizeof(float) * K * ldvb_f);
     ST = s.take(sizeof(T) * K * ldvb_t);
-    for (int i = 0; i < NBUF; ++i) buf[i] = s.take(in.off);
-    if (NBUF == 1) buf[1] = buf[0];
+    bufsz = (in.off + 127) / 128 * 128;
+    buf0 = s.take(bufsz * NBUF);
     X = s.take(sizeof(float) * kC * ldvb_f);
     XT = s.take(sizeof(T) * kC * ldvb_t);
     total = s.off;
@@ -47,10 +47,8 @@ __device__ __forceinline__ void fetch_chunk(const Params& p, const BScanLayout<T
   const int t0 = c * kC, Lc = min(kC, p.T - t0);
   const int64_t row0 = (b * p.T + t0) * H + hh;
   const int64_t cidx = bh * p.NT + c;
-  load_tile_async(reinterpret_cast<T*>(buf + L.q), L.ldk, static_cast<const T*>(p.q) + row0 * K, (int64_t)H * K, kC,
-                  K, Lc);
-  load_tile_async(reinterpret_cast<T*>(buf + L.k), L.ldk, static_cast<const T*>(p.k) + row0 * K, (int64_t)H * K, kC,
-                  K, Lc);
+  load_tile_async(reinterpret_cast<T*>(buf + L.q), L.ldk, static_cast<const T*>(p.qg) + cidx * kC * K, K, kC, K, kC);
+  load_tile_async(reinterpret_cast<T*>(buf + L.k), L.ldk, static_cast<const T*>(p.kt) + cidx * kC * K, K, kC, K, kC);
   load_tile_async(reinterpret_cast<T*>(buf + L.w), L.ldk, static_cast<const T*>(p.w) + cidx * kC * K, K, kC, K, kC);
   load_tile_async(reinterpret_cast<T*>(buf + L.d), L.ldvb_t, static_cast<const T*>(p.dO) + row0 * V + vb * VB,
                   (int64_t)H * V, kC, VB, Lc);
@@ -80,12 +78,12 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_scan_kernel(Params p) {
     int i = e / VB, j = e % VB;
     S[i * L.ldvb_f + j] = p.dht ? p.dht[state0 + (int64_t)i * V + j] : 0.f;
   }
-  fetch_chunk<T, VB>(p, L, smem + L.buf[(NT - 1) % Lay::NBUF], b, hh, bh, vb, NT - 1);
+  fetch_chunk<T, VB>(p, L, smem + L.buf0 + (Lay::NBUF == 2 ? ((NT - 1) & 1) : 0) * L.bufsz, b, hh, bh, vb, NT - 1);
   cp_commit();
   for (int c = NT - 1; c >= 0; --c) {
-    unsigned char* cur = smem + L.buf[c % Lay::NBUF];
+    unsigned char* cur = smem + L.buf0 + (Lay::NBUF == 2 ? (c & 1) : 0) * L.bufsz;
     if (Lay::NBUF == 2 && c > 0) {
-      fetch_chunk<T, VB>(p, L, smem + L.buf[(c - 1) % 2], b, hh, bh, vb, c - 1);
+      fetch_chunk<T, VB>(p, L, smem + L.buf0 + ((c - 1) & 1) * L.bufsz, b, hh, bh, vb, c - 1);
       cp_commit();
       cp_wait<1>();
     } else {
@@ -102,30 +100,20 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_scan_kernel(Params p) {
     T* dS_ = reinterpret_cast<T*>(cur + L.d);
     T* aS = reinterpret_cast<T*>(cur + L.a);
     float* gS = reinterpret_cast<float*>(cur + L.g);
-    const float gl = gS[kC - 1];
-    const float Gam = __expf(gl);
+    const float Gam = __expf(gS[kC - 1]);
     const int64_t cidx = bh * NT + c;
-    for (int e = tid; e < K * VB; e += kThreads) {
-      int i = e / VB, j = e % VB;
+    for2d(K, VB, [&](int i, int j) {
       float s = S[i * L.ldvb_f + j];
       ST[i * L.ldvb_t + j] = from_f<T>(s);
       S[i * L.ldvb_f + j] = Gam * s;
-    }
-    for (int e = tid; e < kC * K; e += kThreads) {
-      int i = e / K, j = e % K;
-      kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * __expf(gl - gS[i]));
-      qS[i * L.ldk + j] = from_f<T>(to_f(qS[i * L.ldk + j]) * (p.scale * __expf(gS[i])));
-    }
+    });
     __syncthreads();
     store_tile_t<T>(static_cast<T*>(p.dh) + cidx * K * V + vb * VB, V, ST, L.ldvb_t, K, VB, K);
     mm<T, true, false>(X, L.ldvb_f, aS, L.lda, dS_, L.ldvb_t, kC, VB, kC, false, p.scale);
     mm<T>(X, L.ldvb_f, kS, L.ldk, ST, L.ldvb_t, kC, VB, K, true);
-    mm<T, true, false>(S, L.ldvb_f, qS, L.ldk, dS_, L.ldvb_t, K, VB, kC, true);
+    mm<T, true, false>(S, L.ldvb_f, qS, L.ldk, dS_, L.ldvb_t, K, VB, kC, true, p.scale);
     __syncthreads();
-    for (int e = tid; e < kC * VB; e += kThreads) {
-      int i = e / VB, j = e % VB;
-      XT[i * L.ldvb_t + j] = from_f<T>(X[i * L.ldvb_f + j]);
-    }
+    for2d(kC, VB, [&](int i, int j) { XT[i * L.ldvb_t + j] = from_f<T>(X[i * L.ldvb_f + j]); });
     __syncthreads();
     store_tile_t<T>(static_cast<T*>(p.dX) + cidx * kC * V + vb * VB, V, XT, L.ldvb_t, kC, VB, kC);
     mm<T, true, false>(S, L.ldvb_f, wS, L.ldk, XT, L.ldvb_t, K, VB, kC, true, -1.f);

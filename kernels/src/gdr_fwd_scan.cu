@@ -1,6 +1,7 @@
 // Stage 2 of the forward: the sequential pass over chunks, one block per (batch, head, V-block).
-// The fp32 state slice S [K x VB] never leaves shared memory; per chunk:
-//   X = u - w S,  O = scale [exp(G) (Q S) + Aqk X],  S <- exp(G_last) S + (K exp(G_last - G))^T X.
+// The fp32 state slice S [K x VB] never leaves shared memory; per chunk, with qg = exp(G) Q and
+// kt = exp(G_last - G) K from the prep stage:
+//   X = u - w S,  O = scale [qg S + Aqk X],  S <- exp(G_last) S + kt^T X.
 // The next chunk's tiles are prefetched with cp.async while this one is computed (16-bit types).
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
@@ -14,7 +15,7 @@ namespace {
 template <class T, int VB>
 struct ScanLayout {
   static constexpr int NBUF = sizeof(T) == 4 ? 1 : 2;
-  size_t S, ST, buf[2], X, XT, O, total;
+  size_t S, ST, buf0, bufsz, X, XT, O, total;
   size_t q, k, w, u, a, g;  // offsets inside one buffer
   int ldk, ldvb_f, ldvb_t, lda;
   __host__ __device__ ScanLayout(int K) {
@@ -30,8 +31,8 @@ struct ScanLayout {
     SmemPlan s;
     S = s.take(sizeof(float) * K * ldvb_f);
     ST = s.take(sizeof(T) * K * ldvb_t);
-    for (int i = 0; i < NBUF; ++i) buf[i] = s.take(in.off);
-    if (NBUF == 1) buf[1] = buf[0];
+    bufsz = (in.off + 127) / 128 * 128;
+    buf0 = s.take(bufsz * NBUF);
     X = s.take(sizeof(float) * kC * ldvb_f);
     XT = s.take(sizeof(T) * kC * ldvb_t);
     O = s.take(sizeof(float) * kC * ldvb_f);
@@ -46,10 +47,8 @@ __device__ __forceinline__ void fetch_chunk(const Params& p, const ScanLayout<T,
   const int t0 = c * kC, Lc = min(kC, p.T - t0);
   const int64_t row0 = (b * p.T + t0) * H + hh;
   const int64_t cidx = bh * p.NT + c;
-  load_tile_async(reinterpret_cast<T*>(buf + L.q), L.ldk, static_cast<const T*>(p.q) + row0 * K, (int64_t)H * K, kC,
-                  K, Lc);
-  load_tile_async(reinterpret_cast<T*>(buf + L.k), L.ldk, static_cast<const T*>(p.k) + row0 * K, (int64_t)H * K, kC,
-                  K, Lc);
+  load_tile_async(reinterpret_cast<T*>(buf + L.q), L.ldk, static_cast<const T*>(p.qg) + cidx * kC * K, K, kC, K, kC);
+  load_tile_async(reinterpret_cast<T*>(buf + L.k), L.ldk, static_cast<const T*>(p.kt) + cidx * kC * K, K, kC, K, kC);
   load_tile_async(reinterpret_cast<T*>(buf + L.w), L.ldk, static_cast<const T*>(p.w) + cidx * kC * K, K, kC, K, kC);
   load_tile_async(reinterpret_cast<T*>(buf + L.u), L.ldvb_t, static_cast<const T*>(p.u) + cidx * kC * V + vb * VB, V,
                   kC, VB, kC);
@@ -80,12 +79,12 @@ __global__ void __launch_bounds__(kThreads, 1) fwd_scan_kernel(Params p) {
     int i = e / VB, j = e % VB;
     S[i * L.ldvb_f + j] = p.h0 ? p.h0[state0 + (int64_t)i * V + j] : 0.f;
   }
-  fetch_chunk<T, VB>(p, L, smem + L.buf[0], b, hh, bh, vb, 0);
+  fetch_chunk<T, VB>(p, L, smem + L.buf0, b, hh, bh, vb, 0);
   cp_commit();
   for (int c = 0; c < NT; ++c) {
-    unsigned char* cur = smem + L.buf[c % Lay::NBUF];
+    unsigned char* cur = smem + L.buf0 + (Lay::NBUF == 2 ? (c & 1) : 0) * L.bufsz;
     if (Lay::NBUF == 2 && c + 1 < NT) {
-      fetch_chunk<T, VB>(p, L, smem + L.buf[(c + 1) % 2], b, hh, bh, vb, c + 1);
+      fetch_chunk<T, VB>(p, L, smem + L.buf0 + ((c + 1) & 1) * L.bufsz, b, hh, bh, vb, c + 1);
       cp_commit();
       cp_wait<1>();
     } else {
@@ -102,32 +101,23 @@ __global__ void __launch_bounds__(kThreads, 1) fwd_scan_kernel(Params p) {
     T* uS = reinterpret_cast<T*>(cur + L.u);
     T* aS = reinterpret_cast<T*>(cur + L.a);
     float* gS = reinterpret_cast<float*>(cur + L.g);
-    const float gl = gS[kC - 1];  // padded rows carry no decay, so this is the last real row's G
-    const float Gam = __expf(gl);
+    const float Gam = __expf(gS[kC - 1]);  // padded rows carry no decay: the last real row's G
     const int t0 = c * kC, Lc = min(kC, p.T - t0);
     const int64_t cidx = bh * NT + c;
     // ST = S (operand copy), S <- Gam S, K~ = K exp(G_last - G)
-    for (int e = tid; e < K * VB; e += kThreads) {
-      int i = e / VB, j = e % VB;
+    for2d(K, VB, [&](int i, int j) {
       float s = S[i * L.ldvb_f + j];
       ST[i * L.ldvb_t + j] = from_f<T>(s);
       S[i * L.ldvb_f + j] = Gam * s;
-    }
-    for (int e = tid; e < kC * K; e += kThreads) {
-      int i = e / K, j = e % K;
-      kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * __expf(gl - gS[i]));
-    }
+    });
     __syncthreads();
     if (p.save) store_tile_t<T>(static_cast<T*>(p.h) + cidx * K * V + vb * VB, V, ST, L.ldvb_t, K, VB, K);
     mm<T>(X, L.ldvb_f, wS, L.ldk, ST, L.ldvb_t, kC, VB, K);
     mm<T>(O, L.ldvb_f, qS, L.ldk, ST, L.ldvb_t, kC, VB, K);
     __syncthreads();
-    for (int e = tid; e < kC * VB; e += kThreads) {
-      int i = e / VB, j = e % VB;
-      float x = to_f(uS[i * L.ldvb_t + j]) - X[i * L.ldvb_f + j];
-      XT[i * L.ldvb_t + j] = from_f<T>(x);
-      O[i * L.ldvb_f + j] *= __expf(gS[i]);
-    }
+    for2d(kC, VB, [&](int i, int j) {
+      XT[i * L.ldvb_t + j] = from_f<T>(to_f(uS[i * L.ldvb_t + j]) - X[i * L.ldvb_f + j]);
+    });
     __syncthreads();
     if (p.save) store_tile_t<T>(static_cast<T*>(p.X) + cidx * kC * V + vb * VB, V, XT, L.ldvb_t, kC, VB, kC);
     mm<T>(O, L.ldvb_f, aS, L.lda, XT, L.ldvb_t, kC, VB, kC, true);

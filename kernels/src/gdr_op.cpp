@@ -95,7 +95,7 @@ Params base_params(const Shape& s, double scale) {
 }
 
 struct Forward {
-  Tensor o, ht, gc, A, Aqk, w, h, X;
+  Tensor o, ht, gc, A, Aqk, w, kt, qg, h, X;
 };
 
 // q, k, v dense of one dtype; g, beta dense fp32; h0 dense fp32 or undefined.
@@ -112,6 +112,8 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   r.Aqk = at::empty({s.B, s.H, s.NT, kChunk, kChunk}, tt);
   r.w = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
   Tensor u = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
+  r.kt = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
+  r.qg = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
   if (save) {
     r.h = at::empty({s.B, s.H, s.NT, s.K, s.V}, tt);
     r.X = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
@@ -122,7 +124,7 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.h0 = h0.defined() ? h0.data_ptr<float>() : nullptr;
   p.o = r.o.data_ptr(); p.ht = r.ht.data_ptr<float>();
   p.gc = r.gc.data_ptr<float>(); p.A = r.A.data_ptr<float>(); p.Aqk = r.Aqk.data_ptr();
-  p.w = r.w.data_ptr(); p.u = u.data_ptr();
+  p.w = r.w.data_ptr(); p.u = u.data_ptr(); p.kt = r.kt.data_ptr(); p.qg = r.qg.data_ptr();
   p.save = save;
   if (save) { p.h = r.h.data_ptr(); p.X = r.X.data_ptr(); }
   cudaStream_t st = at::cuda::getCurrentCUDAStream();
@@ -153,7 +155,7 @@ struct GdrFunction : public torch::autograd::Function<GdrFunction> {
     c10::cuda::CUDAGuard guard(q.device());
     Prepared in = prepare(q, k, v, g, beta, h0);
     Forward f = run_forward(in.q, in.k, in.v, in.g, in.beta, in.h0, s, scale, true);
-    ctx->save_for_backward({in.q, in.k, in.v, in.beta, f.gc, f.A, f.Aqk, f.w, f.h, f.X});
+    ctx->save_for_backward({in.q, in.k, in.v, in.beta, f.gc, f.A, f.Aqk, f.w, f.h, f.X, f.kt, f.qg});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["has_h0"] = in.h0.defined();
     ctx->saved_data["g_dtype"] = g.scalar_type();
@@ -167,7 +169,7 @@ struct GdrFunction : public torch::autograd::Function<GdrFunction> {
                                                  torch::autograd::variable_list grads) {
     auto sv = ctx->get_saved_variables();
     const Tensor &q = sv[0], &k = sv[1], &v = sv[2], &beta = sv[3], &gc = sv[4], &A = sv[5], &Aqk = sv[6],
-                 &w = sv[7], &h = sv[8], &X = sv[9];
+                 &w = sv[7], &h = sv[8], &X = sv[9], &kt = sv[10], &qg = sv[11];
     const double scale = ctx->saved_data["scale"].toDouble();
     Shape s{q.size(0), q.size(1), q.size(2), q.size(3), v.size(3), gc.size(2)};
     c10::cuda::CUDAGuard guard(q.device());
@@ -183,7 +185,7 @@ struct GdrFunction : public torch::autograd::Function<GdrFunction> {
     Params p = base_params(s, scale);
     p.q = q.data_ptr(); p.k = k.data_ptr(); p.v = v.data_ptr(); p.beta = beta.data_ptr<float>();
     p.gc = gc.data_ptr<float>(); p.A = A.data_ptr<float>(); p.Aqk = Aqk.data_ptr(); p.w = w.data_ptr();
-    p.h = h.data_ptr(); p.X = X.data_ptr();
+    p.h = h.data_ptr(); p.X = X.data_ptr(); p.kt = kt.data_ptr(); p.qg = qg.data_ptr();
     p.dO = dO.data_ptr(); p.dht = dht.defined() ? dht.data_ptr<float>() : nullptr;
     p.dh = dh.data_ptr(); p.dX = dX.data_ptr(); p.dh0 = dh0.data_ptr<float>();
     p.dq = dq.data_ptr(); p.dk = dk.data_ptr(); p.dv = dv.data_ptr();

@@ -88,16 +88,24 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
   mm<T, false, true>(F2, L.ldf, qS, L.ldk, kS, L.ldk, kC, kC, K);  // Q K^T
   __syncthreads();
   T* aqk = static_cast<T*>(p.Aqk) + cidx * kC * kC;
-  for (int e = tid; e < kC * kC; e += kThreads) {
-    int i = e / kC, j = e % kC;
+  for2d(kC, kC, [&](int i, int j) {
     float d = j <= i ? __expf(gS[i] - gS[j]) : 0.f;
     F1[i * L.ldf + j] = j < i ? bS[i] * d * F1[i * L.ldf + j] : 0.f;
-    aqk[e] = from_f<T>(F2[i * L.ldf + j] * d);
+    aqk[i * kC + j] = from_f<T>(F2[i * L.ldf + j] * d);
+  });
+  {  // keys and queries with their decays folded in, for both scans (computed once, not per V-block)
+    const float gl = gS[kC - 1];
+    T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
+    T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;
+    for2d(kC, K, [&](int i, int j) {
+      ktg[i * K + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * __expf(gl - gS[i]));
+      qgg[i * K + j] = from_f<T>(to_f(qS[i * L.ldk + j]) * __expf(gS[i]));
+    });
   }
   __syncthreads();
   // A = (I + L)^-1 into F2: invert the four 16x16 diagonal blocks, then fill the block
   // diagonals below by A_ij = -A_ii * sum_{k=j}^{i-1} L_ik A_kj, distance 1, 2, 3.
-  for (int e = tid; e < kC * kC; e += kThreads) F2[(e / kC) * L.ldf + e % kC] = 0.f;
+  for2d(kC, kC, [&](int i, int j) { F2[i * L.ldf + j] = 0.f; });
   __syncthreads();
   if (tid < kC) {
     const int qb = tid >> 4, col = tid & 15, base = qb * 16;
@@ -134,20 +142,13 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
     __syncthreads();
   }
   float* Ag = p.A + cidx * kC * kC;
-  for (int e = tid; e < kC * kC; e += kThreads) {
-    int i = e / kC, j = e % kC;
+  for2d(kC, kC, [&](int i, int j) {
     float a = F2[i * L.ldf + j];
-    Ag[e] = a;
+    if (p.save) Ag[i * kC + j] = a;  // only the backward reads A
     AT[i * L.ldat + j] = from_f<T>(a);
-  }
-  for (int e = tid; e < kC * K; e += kThreads) {
-    int i = e / K, j = e % K;
-    kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * bS[i] * __expf(gS[i]));
-  }
-  for (int e = tid; e < kC * V; e += kThreads) {
-    int i = e / V, j = e % V;
-    vS[i * L.ldv + j] = from_f<T>(to_f(vS[i * L.ldv + j]) * bS[i]);
-  }
+  });
+  for2d(kC, K, [&](int i, int j) { kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * bS[i] * __expf(gS[i])); });
+  for2d(kC, V, [&](int i, int j) { vS[i * L.ldv + j] = from_f<T>(to_f(vS[i * L.ldv + j]) * bS[i]); });
   __syncthreads();
   mm<T>(OUT, L.ldo, AT, L.ldat, kS, L.ldk, kC, K, kC);
   __syncthreads();
