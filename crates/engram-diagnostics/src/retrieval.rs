@@ -232,11 +232,17 @@ pub struct RetrievalReport {
     pub skipped: Vec<Skipped>,
 }
 
+/// Most logits (elements) one forward pass may return.
+const LOGIT_BUDGET: i64 = 1 << 28;
+
 /// Runs the trials and returns the argmax at the last position of each.
 pub fn predict_last(model: &dyn Probeable, trials: &[Trial], batch: usize) -> Result<Vec<i64>> {
     let mut out = Vec::with_capacity(trials.len());
     let vocab = model.vocab_size();
-    for chunk in trials.chunks(batch.max(1)) {
+    // the model returns logits for every position: keep one batch's [B,T,V] under ~1 GiB of f32
+    let t_max = trials.iter().map(|t| t.tokens.len()).max().unwrap_or(1) as i64;
+    let fit = (LOGIT_BUDGET / (t_max * vocab).max(1)).max(1) as usize;
+    for chunk in trials.chunks(batch.clamp(1, fit)) {
         let t = chunk[0].tokens.len();
         if chunk.iter().any(|c| c.tokens.len() != t) {
             bail!("internal: trials of one batch differ in length");
