@@ -161,3 +161,44 @@ fn bf16_activations_track_fp32() {
     let d = max_diff(&a, &b.to_kind(Kind::Float));
     assert!(d < 0.05, "bf16 drift {d}");
 }
+
+/// The seed's G layer written out from spec §2.3/§2.4 (run T-1 steps on (k_t, v_{t+1}), read
+/// after write with k_t, zero output at position 0), token by token, from the stored weights.
+#[test]
+fn seed_g_layer_matches_the_spec_formulation() {
+    let mut cfg = HybridConfig::tiny();
+    cfg.pattern = "G".into();
+    let (vs, m) = build(&cfg, 7);
+    let w: std::collections::HashMap<String, Tensor> = vs.variables().into_iter().collect();
+    let p = |n: &str| w[n].shallow_clone();
+    let rms = |x: &Tensor, wt: &Tensor| x / (x.square().mean_dim(-1, true, Kind::Float) + 1e-6).sqrt() * wt;
+    let (b, t, h, kd, vd) = (2i64, 9i64, cfg.heads, cfg.key_dim, cfg.value_dim);
+    let tokens = Tensor::randint(cfg.vocab, [b, t], (Kind::Int64, Device::Cpu));
+    let x = Tensor::embedding(&p("embed.weight"), &tokens, -1, false, false);
+    let xn = rms(&x, &p("layers.0.mixer.norm.weight"));
+    let k = xn.matmul(&p("layers.0.mixer.k_proj.weight").tr()).view([b, t, h, kd]);
+    let k = &k / k.square().sum_dim_intlist(-1, true, Kind::Float).sqrt();
+    let v = xn.matmul(&p("layers.0.mixer.v_proj.weight").tr()).view([b, t, h, vd]);
+    let beta = (xn.matmul(&p("layers.0.mixer.beta_proj.weight").tr()) + p("layers.0.mixer.beta_proj.bias")).sigmoid();
+    let g = (xn.matmul(&p("layers.0.mixer.g_proj.weight").tr()) + p("layers.0.mixer.g_proj.bias")).sigmoid();
+    let mut s = Tensor::zeros([b, h, kd, vd], (Kind::Float, Device::Cpu));
+    let mut outs = vec![Tensor::zeros([b, h, vd], (Kind::Float, Device::Cpu))];
+    for i in 0..t - 1 {
+        let kt = k.select(1, i);
+        let vt = v.select(1, i + 1);
+        let pred = (&s * kt.unsqueeze(-1)).sum_dim_intlist(-2, false, Kind::Float);
+        let err = (vt - pred) * beta.select(1, i).unsqueeze(-1);
+        s = &s * g.select(1, i).unsqueeze(-1).unsqueeze(-1) + kt.unsqueeze(-1) * err.unsqueeze(-2);
+        outs.push((&s * kt.unsqueeze(-1)).sum_dim_intlist(-2, false, Kind::Float));
+    }
+    let o = Tensor::stack(&outs, 1).reshape([b, t, h * vd]);
+    let x1 = &x + o.matmul(&p("layers.0.mixer.o_proj.weight").tr());
+    let hdn = rms(&x1, &p("layers.0.ffn.norm.weight"));
+    let ff = (hdn.matmul(&p("layers.0.ffn.w1.weight").tr()).silu() * hdn.matmul(&p("layers.0.ffn.w3.weight").tr()))
+        .matmul(&p("layers.0.ffn.w2.weight").tr());
+    let x2 = rms(&(x1 + ff), &p("norm_f.weight"));
+    let want = x2.matmul(&p("embed.weight").tr());
+    let got = m.forward(&tokens).unwrap();
+    let d = max_diff(&want, &got);
+    assert!(d < 1e-4, "seed G layer differs from the spec formulation by {d}");
+}
