@@ -30,9 +30,16 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// CPU threads for libtorch (default: libtorch's choice; 1 helps on oversubscribed machines).
+    #[arg(long)]
+    threads: Option<i32>,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(n) = args.threads {
+        anyhow::ensure!(n > 0, "--threads must be positive");
+        tch::set_num_threads(n);
+    }
     let mut cfg = RunConfig::from_file(&args.config)?;
     if let Some(s) = args.steps {
         cfg.train.steps = s;
