@@ -163,8 +163,10 @@ impl GdnLayer {
                 }
                 let k = l2norm(&k);
                 let v = project(v_proj, &xn).view([b, t, h, vd]);
-                let beta = project(beta_proj, &xn).sigmoid();
-                let g = project(g_proj, &xn).sigmoid();
+                // Gates in fp32 even under bf16 activations: g ≈ 0.88 has a bf16 step of 0.004,
+                // which compounds over hundreds of tokens of decay.
+                let beta = project(beta_proj, &xn).to_kind(Kind::Float).sigmoid();
+                let g = project(g_proj, &xn).to_kind(Kind::Float).sigmoid();
                 (None, k, v, g, beta, Semantics::Seed)
             }
             Flavour::Standard { q_proj, k_proj, v_proj, q_conv, k_conv, v_conv, a_proj, b_proj, a_log, dt_bias, gate_proj: _, o_norm: _ } => {
@@ -176,10 +178,10 @@ impl GdnLayer {
                 let q = l2norm(&conv(q_proj, q_conv, 0).reshape([b, t, h, kd]));
                 let k = l2norm(&conv(k_proj, k_conv, 1).reshape([b, t, h, kd]));
                 let v = conv(v_proj, v_conv, 2).reshape([b, t, h, vd]);
-                let beta = project(b_proj, &xn).sigmoid();
+                let beta = project(b_proj, &xn).to_kind(Kind::Float).sigmoid();
                 let a = (project(a_proj, &xn).to_kind(Kind::Float) + dt_bias).softplus();
                 let g = a * a_log.exp().neg();
-                (Some(q), k, v, g.to_kind(kind), beta, Semantics::Standard)
+                (Some(q), k, v, g, beta, Semantics::Standard)
             }
         };
         // Shifted values: step t writes (k_{t-1}, v_t) with the gates of t-1, so the state after
