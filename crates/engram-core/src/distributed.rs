@@ -93,8 +93,20 @@ pub struct ProcessGroup {
     pub backend: Backend,
 }
 
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("rank", &self.rank)
+            .field("world_size", &self.world_size)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
 // The handle is only used through the C ABI, whose c10d backend is thread-safe.
 unsafe impl Send for ProcessGroup {}
+// SAFETY: c10d backends serialise their own collectives.
+unsafe impl Sync for ProcessGroup {}
 
 impl ProcessGroup {
     /// Joins the group described by the torchrun environment variables.

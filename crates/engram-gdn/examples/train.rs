@@ -15,6 +15,7 @@ fn main() -> anyhow::Result<()> {
         device: tch::Device::cuda_if_available(),
         resume: None,
         progress: false,
+        group: None,
     };
     let s = engram_gdn::train::train(&cfg, &opts)?;
     println!("{}", serde_json::to_string_pretty(&s)?);

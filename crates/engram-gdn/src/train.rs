@@ -197,6 +197,10 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Data-parallel group (set in workers started by `engram train --nproc N`). Parameters are
+    /// broadcast from rank 0, every rank draws its own batches, gradients are averaged in
+    /// buckets before clipping, and only rank 0 logs and writes checkpoints.
+    pub group: Option<std::sync::Arc<engram_core::distributed::ProcessGroup>>,
 }
 
 /// What a finished run reports.
@@ -329,10 +333,16 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             return Err(GdnError::Config(format!("{} is at step {start}; train.steps ({}) leaves nothing to do", r.display(), tc.steps)));
         }
     }
+    let (rank, world) = opts.group.as_ref().map_or((0, 1), |g| (g.rank as u64, g.world_size as u64));
+    let lead = rank == 0;
+    let trainable = vs.trainable_variables();
+    if let Some(g) = &opts.group {
+        g.broadcast_parameters(&trainable)?;
+    }
     let params = parameter_count(&vs);
-    let metrics_path = opts.out_dir.join("metrics.jsonl");
+    let metrics_path = opts.out_dir.join(if lead { "metrics.jsonl".to_string() } else { format!(".metrics.rank{rank}.jsonl") });
     let mut metrics = std::fs::OpenOptions::new().create(true).append(start > 0).write(true).truncate(start == 0).open(&metrics_path)?;
-    let pb = if opts.progress {
+    let pb = if opts.progress && lead {
         let pb = indicatif::ProgressBar::new(tc.steps);
         pb.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]")
@@ -344,8 +354,9 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         indicatif::ProgressBar::hidden()
     };
     pb.println(format!(
-        "hybrid {} ({params} parameters) on {dev:?}, {} activations; corpus {} tokens, unigram entropy {unigram:.3} nats",
+        "hybrid {} ({params} parameters) on {dev:?}{}, {} activations; corpus {} tokens, unigram entropy {unigram:.3} nats",
         run.model.pattern,
+        if world > 1 { format!(" x {world} ranks") } else { String::new() },
         if bf16 { "bf16" } else { "fp32" },
         data.train.size()[0]
     ));
@@ -367,7 +378,9 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         opt.zero_grad();
         let mut step_loss = 0.0;
         for micro in 0..tc.grad_accum {
-            let mut rng = HostRng::new(tc.seed.wrapping_mul(0x9E37_79B9).wrapping_add(step * tc.grad_accum + micro));
+            // Each rank draws its own batches; with one rank this is the single-process stream.
+            let draw = (step * tc.grad_accum + micro) * world + rank;
+            let mut rng = HostRng::new(tc.seed.wrapping_mul(0x9E37_79B9).wrapping_add(draw));
             let (x, y) = match (phase, &tasks, &tc.curriculum) {
                 (Some(task), Some(gen), Some(c)) => {
                     let b = gen.batch(task, tc.batch_size, c.task_seq_len, &mut rng, dev)?;
@@ -375,10 +388,16 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
                 }
                 _ => data.batch(false, tc.batch_size, tc.seq_len, &mut rng, dev)?,
             };
-            tokens_done += x.numel() as u64;
+            tokens_done += x.numel() as u64 * world;
             let loss = lm_loss(&model.forward(&x)?, &y);
             (&loss / tc.grad_accum as f64).backward();
             step_loss += loss.double_value(&[]) / tc.grad_accum as f64;
+        }
+        if let Some(g) = &opts.group {
+            g.average_gradients(&trainable, 25 << 20)?;
+            let mut l = Tensor::from_slice(&[step_loss]).to_device(dev);
+            g.all_reduce_mean(&mut [&mut l])?;
+            step_loss = l.double_value(&[0]);
         }
         if !step_loss.is_finite() {
             return Err(GdnError::Input(format!("training diverged at step {step}: loss {step_loss}")));
@@ -425,7 +444,7 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             pb.println(format!("step {done}: held-out loss {vl:.4} nats/token ({:.3} bits/byte)", vl / std::f64::consts::LN_2));
             write_line(serde_json::json!({"step": done, "val_loss": vl}))?;
         }
-        if (tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || done == tc.steps {
+        if lead && ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || done == tc.steps) {
             let mut m = BTreeMap::new();
             m.insert("train_loss".to_string(), last_train_loss);
             if let Some(&(_, vl)) = val_curve.last() {
@@ -446,12 +465,21 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     pb.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     let val_loss = val_curve.last().map(|v| v.1).unwrap_or(f64::NAN);
-    let _ = line_chart(
-        &opts.out_dir.join("loss.png"),
-        &[Series { points: &train_curve, color: [31, 119, 180] }, Series { points: &val_curve, color: [214, 39, 40] }],
-        640,
-        400,
-    );
+    if let Some(g) = &opts.group {
+        // Ranks leave together, after rank 0's checkpoint is on disk.
+        g.barrier()?;
+    }
+    if !lead {
+        let _ = std::fs::remove_file(&metrics_path);
+    }
+    if lead {
+        let _ = line_chart(
+            &opts.out_dir.join("loss.png"),
+            &[Series { points: &train_curve, color: [31, 119, 180] }, Series { points: &val_curve, color: [214, 39, 40] }],
+            640,
+            400,
+        );
+    }
     let summary = TrainSummary {
         steps: tc.steps,
         parameters: params,
@@ -463,6 +491,8 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         seconds,
         checkpoint: opts.out_dir.join("checkpoint"),
     };
-    std::fs::write(opts.out_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    if lead {
+        std::fs::write(opts.out_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    }
     Ok(summary)
 }

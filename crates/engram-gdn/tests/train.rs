@@ -39,7 +39,7 @@ fn tiny_run_learns_saves_resumes_and_generates() {
     let out = dir.path().join("run");
     let s = {
         let _g = engram_core::seed::global_rng_lock();
-        train(&cfg, &TrainOptions { out_dir: out.clone(), device: Device::Cpu, resume: None, progress: false }).unwrap()
+        train(&cfg, &TrainOptions { out_dir: out.clone(), device: Device::Cpu, resume: None, progress: false, group: None }).unwrap()
     };
     assert!(s.val_loss < 0.6 * s.unigram_entropy, "held-out {} vs unigram {}", s.val_loss, s.unigram_entropy);
     for f in ["metrics.jsonl", "loss.png", "summary.json", "checkpoint/meta.json", "checkpoint/optimizer.safetensors"] {
@@ -61,7 +61,7 @@ fn tiny_run_learns_saves_resumes_and_generates() {
     longer.train.steps = 70;
     let out2 = dir.path().join("run2");
     std::fs::create_dir_all(&out2).unwrap();
-    let s2 = train(&longer, &TrainOptions { out_dir: out2.clone(), device: Device::Cpu, resume: Some(out.join("checkpoint")), progress: false }).unwrap();
+    let s2 = train(&longer, &TrainOptions { out_dir: out2.clone(), device: Device::Cpu, resume: Some(out.join("checkpoint")), progress: false, group: None }).unwrap();
     assert_eq!(checkpoint::load(&out2.join("checkpoint"), Device::Cpu).unwrap().step, 70);
     assert!(s2.val_loss < 0.6 * s2.unigram_entropy);
     let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(out2.join("metrics.jsonl")).unwrap().lines().next().unwrap()).unwrap();
@@ -69,7 +69,7 @@ fn tiny_run_learns_saves_resumes_and_generates() {
     // Resuming with another architecture is refused.
     let mut other = longer.clone();
     other.model.window = 8;
-    assert!(train(&other, &TrainOptions { out_dir: out2, device: Device::Cpu, resume: Some(out.join("checkpoint")), progress: false }).is_err());
+    assert!(train(&other, &TrainOptions { out_dir: out2, device: Device::Cpu, resume: Some(out.join("checkpoint")), progress: false, group: None }).is_err());
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn curriculum_phases_run_and_report_heldout_gym_accuracy() {
     cfg.train.log_every = 1;
     cfg.train.curriculum = Some(CurriculumConfig { retrieval_steps: 4, gym_steps: 4, task_seq_len: 24, gym_needles: 2, eval_rows: 16 });
     let out = dir.path().join("cur");
-    let s = train(&cfg, &TrainOptions { out_dir: out.clone(), device: Device::Cpu, resume: None, progress: false }).unwrap();
+    let s = train(&cfg, &TrainOptions { out_dir: out.clone(), device: Device::Cpu, resume: None, progress: false, group: None }).unwrap();
     let acc = s.gym_accuracy.expect("gym accuracy after the gym phase");
     assert!((0.0..=1.0).contains(&acc));
     let m = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
