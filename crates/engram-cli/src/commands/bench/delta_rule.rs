@@ -53,6 +53,10 @@ struct Opts {
     /// Untimed runs before timing (default 2 on CUDA, 1 on CPU).
     #[arg(long)]
     warmup: Option<usize>,
+    /// libtorch CPU threads (default: libtorch's choice). On a shared machine use 1: an
+    /// oversubscribed thread pool spins and makes multi-threaded ops orders of magnitude slower.
+    #[arg(long)]
+    threads: Option<i32>,
     /// Skip forward+backward.
     #[arg(long)]
     forward_only: bool,
@@ -374,6 +378,12 @@ pub fn run(argv: &[String]) -> Result<()> {
     let o = Opts::try_parse_from(argv)?;
     if o.chunk <= 0 {
         bail!("--chunk must be positive");
+    }
+    if let Some(n) = o.threads {
+        if n < 1 {
+            bail!("--threads must be at least 1");
+        }
+        tch::set_num_threads(n);
     }
     let dev = o.device.parse::<engram_core::device::DeviceChoice>()?.resolve()?;
     let on_cuda = matches!(dev, Device::Cuda(_));
