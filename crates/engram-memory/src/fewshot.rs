@@ -57,8 +57,8 @@ impl FewShotConfig {
 }
 
 /// An external key-value memory for a batch of episodes: `keys [B, M, d]`, `values [B, M, C]`,
-/// `age [B, M]` (steps since the slot was written; `∞` for never written). Writes go to the
-/// least recently written slots; reads are softmax attention over written slots only.
+/// plus the write time of every slot (never-written slots are masked out of reads). Writes go
+/// to the least recently written slots; reads are softmax attention over written slots only.
 #[derive(Debug)]
 pub struct KeyValueMemory {
     /// Keys.

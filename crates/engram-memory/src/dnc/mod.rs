@@ -4,7 +4,7 @@
 
 pub mod addressing;
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, MemoryError, Result};
 use crate::lstm::{LstmCell, LstmState};
 use addressing as a;
 use engram_layers::{Linear, LinearConfig};
@@ -124,7 +124,7 @@ impl Dnc {
         let c = &self.cfg;
         let b = x.size()[0];
         if x.size() != [b, c.input] || s.memory.size()[0] != b {
-            return Err(MemoryShape::err(format!("input {:?} / state batch {} do not fit [B, {}]", x.size(), s.memory.size()[0], c.input)));
+            return Err(MemoryError::Shape(format!("input {:?} / state batch {} do not fit [B, {}]", x.size(), s.memory.size()[0], c.input)));
         }
         let ctrl_in = Tensor::cat(&[x.shallow_clone(), s.read_vectors.view([b, c.reads * c.word])], 1);
         let lstm = self.controller.step(&ctrl_in, &s.lstm);
@@ -163,7 +163,7 @@ impl Dnc {
     pub fn forward(&self, xs: &Tensor) -> Result<(Tensor, DncState)> {
         let (b, t) = (xs.size()[0], xs.size()[1]);
         if xs.dim() != 3 || t == 0 {
-            return Err(MemoryShape::err(format!("expected a non-empty [B, T, {}] sequence, got {:?}", self.cfg.input, xs.size())));
+            return Err(MemoryError::Shape(format!("expected a non-empty [B, T, {}] sequence, got {:?}", self.cfg.input, xs.size())));
         }
         let mut s = self.initial_state(b, xs.device());
         let mut ys = Vec::with_capacity(t as usize);
@@ -173,12 +173,5 @@ impl Dnc {
             s = next;
         }
         Ok((Tensor::stack(&ys, 1), s))
-    }
-}
-
-struct MemoryShape;
-impl MemoryShape {
-    fn err(msg: String) -> crate::error::MemoryError {
-        crate::error::MemoryError::Shape(msg)
     }
 }
