@@ -6,6 +6,7 @@
 // and dS before the update is stored as dh[c]. What is left at the end is dh0.
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
+#include <cstdlib>
 #include "gdr.h"
 #include "gdr_common.cuh"
 
@@ -143,10 +144,24 @@ void run_scan(const Params& p, cudaStream_t s) {
 
 template <class T>
 void pick_vb(const Params& p, cudaStream_t s) {
+  // One block per SM (shared memory), so the cost is about waves x per-chunk latency. VB = 16
+  // halves the work per chunk but doubles the blocks; it pays only when it adds no wave.
+  // ENGRAM_GDR_VB=16|32 forces a width (tests use it to cover both paths).
   int sms = 0, dev = 0;
   C10_CUDA_CHECK(cudaGetDevice(&dev));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  if (p.V % 32 == 0 && (int64_t)p.B * p.H * (p.V / 32) >= sms) return run_scan<T, 32>(p, s);
+  int vb = 16;
+  if (p.V % 32 == 0) {
+    const int64_t b32 = (int64_t)p.B * p.H * (p.V / 32);
+    const int64_t w32 = (b32 + sms - 1) / sms, w16 = (2 * b32 + sms - 1) / sms;
+    vb = w16 > w32 ? 32 : 16;
+  }
+  if (const char* e = std::getenv("ENGRAM_GDR_VB")) {
+    const int want = std::atoi(e);
+    TORCH_CHECK(want == 16 || (want == 32 && p.V % 32 == 0), "ENGRAM_GDR_VB=", e, " is not usable with V=", p.V);
+    vb = want;
+  }
+  if (vb == 32) return run_scan<T, 32>(p, s);
   return run_scan<T, 16>(p, s);
 }
 

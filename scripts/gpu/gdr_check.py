@@ -254,12 +254,24 @@ def main():
         (1, 1000, 1, 128, 128, torch.bfloat16, 0.1, True),
         (3, 1, 2, 64, 64, torch.bfloat16, 1.0, True),
     ]
+    # the scans pick a V-block width of 16 or 32 from the shape; force each on a few cases
+    cases += [(2, 300, 2, 128, 128, torch.bfloat16, 1.0, True, vb) for vb in ("32", "16")]
+    cases += [(1, 200, 2, 64, 128, torch.float32, 1.0, True, vb) for vb in ("32", "16")]
+    cases += [(2, 75, 2, 128, 64, torch.float16, 10.0, False, vb) for vb in ("32", "16")]
     allok = True
-    for (B, T, H, K, V, dt, gs, wh) in cases:
+    for case in cases:
+        B, T, H, K, V, dt, gs, wh = case[:8]
+        vb = case[8] if len(case) > 8 else None
+        if vb:
+            os.environ["ENGRAM_GDR_VB"] = vb
+        else:
+            os.environ.pop("ENGRAM_GDR_VB", None)
         try:
             r = check_case(B, T, H, K, V, dt, dev, gs, wh)
         except Exception as e:  # noqa: BLE001
             r = {"case": f"{dtype_name(dt)} B={B} T={T} H={H} K={K} V={V}", "pass": False, "error": str(e)[:2000]}
+        if vb:
+            r["case"] += f" VB={vb}"
         allok &= r["pass"]
         line = r["case"] + (" PASS" if r["pass"] else " FAIL")
         if "error" in r:
@@ -268,6 +280,7 @@ def main():
             line += " | " + " ".join(f"{n}:{r[n]['max_abs']:.1e}/{r[n]['rel_rms']:.1e}" for n in r if isinstance(r[n], dict))
         print(line, flush=True)
         results.append(r)
+    os.environ.pop("ENGRAM_GDR_VB", None)
     errs = check_errors(dev)
     for n, m in errs.items():
         print("error case", n, "->", m)
