@@ -1,6 +1,7 @@
 //! `engram`: the command-line tool. Each subcommand lives in `commands/<name>.rs`.
 
 mod commands;
+mod logger;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,7 @@ enum Command {
 }
 
 fn main() {
+    logger::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => commands::info::run(a),
