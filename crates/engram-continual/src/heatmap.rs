@@ -30,11 +30,7 @@ fn colour(a: f64) -> [u8; 3] {
     let a = a.clamp(0.0, 1.0);
     let (lo, hi) = if a <= 0.5 { (stops[0], stops[1]) } else { (stops[1], stops[2]) };
     let f = (a - lo.0) / (hi.0 - lo.0);
-    let mut c = [0u8; 3];
-    for k in 0..3 {
-        c[k] = (lo.1[k] + f * (hi.1[k] - lo.1[k])).round() as u8;
-    }
-    c
+    std::array::from_fn(|k| (lo.1[k] + f * (hi.1[k] - lo.1[k])).round() as u8)
 }
 
 /// RGB pixels of the heatmap, row-major, and its width and height.

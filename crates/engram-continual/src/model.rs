@@ -161,7 +161,7 @@ impl Mlp {
 
     /// The same network evaluated with other parameter values (a snapshot, for distillation).
     pub fn forward_with(&self, params: &[Tensor], x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_inner(params, x, t, None)?)
+        self.forward_inner(params, x, t, None)
     }
 
     /// Forward for samples that all belong to `task`, recording every linear layer used.

@@ -131,7 +131,7 @@ pub fn split(name: &str, data: &TrainTest, classes_per_task: usize, setting: Set
     let mut classes: Vec<i64> = data.train.labels();
     classes.sort_unstable();
     classes.dedup();
-    if classes_per_task == 0 || classes.len() % classes_per_task != 0 {
+    if classes_per_task == 0 || !classes.len().is_multiple_of(classes_per_task) {
         return Err(invalid(format!("{} classes cannot be split into tasks of {classes_per_task}", classes.len())));
     }
     let mut experiences = Vec::new();

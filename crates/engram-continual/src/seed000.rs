@@ -185,6 +185,7 @@ impl SeedEwc {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train_phase(
     net: &Net,
     head: usize,
@@ -201,7 +202,12 @@ fn train_phase(
         opt.zero_grad()?;
         let mut loss = net.forward(x, head).f_binary_cross_entropy::<Tensor>(y, None, Reduction::Mean)?;
         if let Some((e, lambda)) = ewc {
-            loss = loss + e.penalty(&net.params_of_head(head)) * lambda;
+            // Out of place, as the notebook's `loss_task + ewc_lambda * loss_ewc` (`+=` on a
+            // tch tensor would be an in-place add).
+            #[allow(clippy::assign_op_pattern)]
+            {
+                loss = loss + e.penalty(&net.params_of_head(head)) * lambda;
+            }
         }
         max_loss = max_loss.max(loss.double_value(&[]));
         loss.f_backward()?;

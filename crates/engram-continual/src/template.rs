@@ -312,7 +312,11 @@ pub fn run_epochs(
             let mut loss = Learner::loss(&logits, &batch.y);
             for p in plugins.iter_mut() {
                 for term in p.loss_terms(learner, &batch, &logits, ctx)? {
-                    loss = loss + term;
+                    // Out of place: `+=` on a tch tensor adds in place into the graph's node.
+                    #[allow(clippy::assign_op_pattern)]
+                    {
+                        loss = loss + term;
+                    }
                 }
             }
             for p in plugins.iter_mut() {
