@@ -137,7 +137,7 @@ fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
 
 fn check_shape(name: &str, t: &Tensor, want: &[Option<i64>]) -> Result<()> {
     let s = t.size();
-    if s.len() != want.len() || s.iter().zip(want).any(|(a, b)| b.map_or(false, |b| *a != b)) {
+    if s.len() != want.len() || s.iter().zip(want).any(|(a, b)| b.is_some_and(|b| *a != b)) {
         bail!("trace tensor '{name}' has shape {s:?}, expected {want:?}");
     }
     Ok(())

@@ -207,7 +207,7 @@ mod tests {
         let text: Vec<i64> = (0..500).map(|i| i % 64).collect();
         let mut rng = HostRng::new(1);
         let h = Haystack::Text(text).draw(100, &tt, &mut rng);
-        assert!(h.iter().all(|&t| !tt.is_special(t) && t >= 0 && t < 64));
+        assert!(h.iter().all(|&t| !tt.is_special(t) && (0..64).contains(&t)));
     }
     #[test]
     fn tiny_vocab_is_an_error() {

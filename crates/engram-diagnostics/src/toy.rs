@@ -84,7 +84,7 @@ impl LookupModel {
             };
             let pred = match last.get(&key) {
                 // the value at j+1 must be visible: inside the last `window` positions
-                Some(&j) if self.window.map_or(true, |w| (j + 1) as i64 > t as i64 - w) => row[j + 1],
+                Some(&j) if self.window.is_none_or(|w| (j + 1) as i64 > t as i64 - w) => row[j + 1],
                 _ => self.fallback,
             };
             out.push(pred);

@@ -24,7 +24,7 @@ fn tiny_suite() -> SuiteConfig {
 }
 
 fn err_line(r: anyhow::Result<engram_diagnostics::report::Report>) -> String {
-    let e = format!("{:#}", r.err().expect("must fail"));
+    let e = format!("{:#}", r.expect_err("must fail"));
     assert!(!e.contains('\n'), "error spans several lines: {e}");
     e
 }

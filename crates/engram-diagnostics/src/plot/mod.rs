@@ -30,8 +30,6 @@ const BOTTOM: i64 = 70;
 fn fmt_tick(v: f64) -> String {
     if v == 0.0 {
         "0".into()
-    } else if v.abs() >= 100.0 {
-        format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
