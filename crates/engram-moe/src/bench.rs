@@ -82,7 +82,7 @@ pub fn run(cfg: &BenchConfig, device: Device) -> Result<Vec<BenchRow>> {
     let dense_widths: Vec<(i64, f64)> = vec![(h, 1.0), ((h as f64 * cfg.expert_choice_factor.max(2.0)) as i64, 2.0)];
     for (width, _) in dense_widths {
         let vs = nn::VarStore::new(device);
-        let ffn = DenseFfn::new(&vs.root(), d, width, Activation::Gelu);
+        let ffn = DenseFfn::new(vs.root(), d, width, Activation::Gelu);
         let ms = time_it(device, cfg.warmup, cfg.iters, || {
             let y = ffn.forward(&x);
             y.square().mean(Kind::Float).backward();
@@ -110,7 +110,7 @@ pub fn run(cfg: &BenchConfig, device: Device) -> Result<Vec<BenchRow>> {
         ];
         for (name, router, active) in routers {
             let vs = nn::VarStore::new(device);
-            let moe = MoeFfn::new(&vs.root(), MoeFfnConfig { d_model: d, d_ff: h, experts: e, router, activation: Activation::Gelu })?;
+            let moe = MoeFfn::new(vs.root(), MoeFfnConfig { d_model: d, d_ff: h, experts: e, router, activation: Activation::Gelu })?;
             let mut last = None;
             let mut err = None;
             let ms = time_it(device, cfg.warmup, cfg.iters, || match moe.forward_grouped(&x) {

@@ -165,6 +165,7 @@ impl MoeLm {
     }
 
     /// `tokens` `[B, T]` int64 → logits, aux loss and per-layer routing statistics.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, tokens: &Tensor) -> Result<LmOutput> {
         let s = tokens.size();
         if s.len() != 2 || s[1] < 1 || s[1] > self.cfg.max_seq_len {
@@ -194,6 +195,8 @@ impl MoeLm {
                 None,
                 false,
             );
+            // Out of place on purpose: `+=` on a tch Tensor is in place and would overwrite the
+            // activation that LayerNorm saved for backward.
             x = x + blk.proj.forward(&att.transpose(1, 2).reshape([b, t, d]));
             let (y, routing) = blk.moe.forward_grouped(&blk.ln2.forward(&x))?;
             aux = aux

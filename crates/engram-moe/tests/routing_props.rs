@@ -119,7 +119,7 @@ proptest! {
         let _guard = engram_core::seed::global_rng_lock();
         tch::manual_seed(seed);
         let mut vs = vs;
-        let moe = MoeFfn::new(&vs.root(), MoeFfnConfig { d_model: d, d_ff: 7, experts: e, router, activation: Activation::Relu }).unwrap();
+        let moe = MoeFfn::new(vs.root(), MoeFfnConfig { d_model: d, d_ff: 7, experts: e, router, activation: Activation::Relu }).unwrap();
         vs.double();
         let x = Tensor::randn([g, n, d], (Kind::Double, Device::Cpu));
         drop(_guard);
@@ -185,7 +185,7 @@ fn bad_inputs_are_errors_not_aborts() {
     assert!(route(&l, RouterKind::ExpertChoice { capacity: Capacity::Fixed(0) }).is_err());
     assert!(route(&l.to_kind(Kind::Int64), RouterKind::Soft).is_err());
     let vs = nn::VarStore::new(Device::Cpu);
-    let moe = MoeFfn::new(&vs.root(), MoeFfnConfig { d_model: 4, d_ff: 8, experts: 2, router: RouterKind::Soft, activation: Activation::Gelu }).unwrap();
+    let moe = MoeFfn::new(vs.root(), MoeFfnConfig { d_model: 4, d_ff: 8, experts: 2, router: RouterKind::Soft, activation: Activation::Gelu }).unwrap();
     assert!(moe.forward_grouped(&Tensor::zeros([2, 3, 5], (Kind::Float, Device::Cpu))).is_err());
     assert!(moe.forward_grouped(&Tensor::zeros([3, 4], (Kind::Float, Device::Cpu))).is_err());
 }
@@ -193,7 +193,7 @@ fn bad_inputs_are_errors_not_aborts() {
 #[test]
 fn gradients_reach_the_router_and_every_used_expert() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let moe = MoeFfn::new(&vs.root(), MoeFfnConfig {
+    let moe = MoeFfn::new(vs.root(), MoeFfnConfig {
         d_model: 6, d_ff: 12, experts: 4,
         router: RouterKind::ExpertChoice { capacity: Capacity::Factor(1.0) }, activation: Activation::Gelu,
     }).unwrap();
