@@ -70,7 +70,15 @@ struct Opts {
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = Opts::try_parse_from(argv)?;
+    let o = match Opts::try_parse_from(argv) {
+        Ok(o) => o,
+        // `--help` is a successful run, not an error.
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if o.threads > 0 {
         tch::set_num_threads(o.threads);
     }
