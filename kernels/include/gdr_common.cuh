@@ -96,15 +96,16 @@ __device__ __forceinline__ void store_tile_t(T* g, int64_t gstride, const T* s, 
 // op(A) is M x Kd: A stored row-major M x Kd (lda) or, when TA, Kd x M. op(B) is Kd x N: B
 // stored Kd x N or, when TB, N x Kd. M, N, Kd are multiples of 16. Each 16x16 output tile is
 // owned by one warp, always the same one for the same (M, N): two products into the same C
-// issued back to back by the block need no barrier between them.
+// issued back to back by the block need no barrier between them. `woff` rotates the owners, so
+// that two small independent products can run on disjoint warps.
 template <class T, bool TA, bool TB>
 struct MM {
   static __device__ __forceinline__ void run(float* C, int ldc, const T* A, int lda, const T* B, int ldb, int M, int N,
-                                             int Kd, bool acc, float alpha) {
+                                             int Kd, bool acc, float alpha, int woff) {
     using namespace nvcuda;
     using LA = typename std::conditional<TA, wmma::col_major, wmma::row_major>::type;
     using LB = typename std::conditional<TB, wmma::col_major, wmma::row_major>::type;
-    const int warp = threadIdx.x >> 5;
+    const int warp = ((threadIdx.x >> 5) + kWarps - woff) % kWarps;
     const int tn = N >> 4, tiles = (M >> 4) * tn;
     for (int t = warp; t < tiles; t += kWarps) {
       const int m0 = (t / tn) << 4, n0 = (t % tn) << 4;
@@ -137,7 +138,7 @@ struct MM {
 template <bool TA, bool TB>
 struct MM<float, TA, TB> {
   static __device__ __forceinline__ void run(float* C, int ldc, const float* A, int lda, const float* B, int ldb,
-                                             int M, int N, int Kd, bool acc, float alpha) {
+                                             int M, int N, int Kd, bool acc, float alpha, int /*woff*/) {
     const int tn = N >> 2, tiles = (M >> 2) * tn;
     for (int t = threadIdx.x; t < tiles; t += kThreads) {
       const int m0 = (t / tn) << 2, n0 = (t % tn) << 2;
@@ -167,8 +168,8 @@ struct MM<float, TA, TB> {
 
 template <class T, bool TA = false, bool TB = false>
 __device__ __forceinline__ void mm(float* C, int ldc, const T* A, int lda, const T* B, int ldb, int M, int N, int Kd,
-                                   bool acc = false, float alpha = 1.f) {
-  MM<T, TA, TB>::run(C, ldc, A, lda, B, ldb, M, N, Kd, acc, alpha);
+                                   bool acc = false, float alpha = 1.f, int woff = 0) {
+  MM<T, TA, TB>::run(C, ldc, A, lda, B, ldb, M, N, Kd, acc, alpha, woff);
 }
 
 // f(r, c) for every element of a rows x cols tile: warps over rows, lanes over columns (no

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kThreads, 1) fwd_scan_kernel(Params p) {
     __syncthreads();
     if (p.save) store_tile_t<T>(static_cast<T*>(p.h) + cidx * K * V + vb * VB, V, ST, L.ldvb_t, K, VB, K);
     mm<T>(X, L.ldvb_f, wS, L.ldk, ST, L.ldvb_t, kC, VB, K);
-    mm<T>(O, L.ldvb_f, qS, L.ldk, ST, L.ldvb_t, kC, VB, K);
+    mm<T>(O, L.ldvb_f, qS, L.ldk, ST, L.ldvb_t, kC, VB, K, false, 1.f, (kC / 16) * (VB / 16));  // other warps
     __syncthreads();
     for2d(kC, VB, [&](int i, int j) {
       XT[i * L.ldvb_t + j] = from_f<T>(to_f(uS[i * L.ldvb_t + j]) - X[i * L.ldvb_f + j]);
