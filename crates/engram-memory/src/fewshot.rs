@@ -284,9 +284,9 @@ impl EpisodeSampler {
                     ex.swap(k, j);
                 }
                 si.extend_from_slice(&ex[..cfg.shots as usize]);
-                sl.extend(std::iter::repeat(label as i64).take(cfg.shots as usize));
+                sl.resize(sl.len() + cfg.shots as usize, label as i64);
                 qi.extend_from_slice(&ex[cfg.shots as usize..need]);
-                ql.extend(std::iter::repeat(label as i64).take(cfg.queries as usize));
+                ql.resize(ql.len() + cfg.queries as usize, label as i64);
             }
         }
         let f = self.x.size()[1];

@@ -212,7 +212,7 @@ pub struct TrainPoint {
 
 /// Trains a DNC; returns the model (in `vs`) and the log (one point per `log_every` steps).
 pub fn train_dnc(vs: &nn::VarStore, cfg: &DncTrainConfig, log_every: usize, log: &mut dyn FnMut(&TrainPoint)) -> Result<(Dnc, Vec<TrainPoint>)> {
-    if cfg.steps == 0 || cfg.max_len <= 0 || !(cfg.clip > 0.0) {
+    if cfg.steps == 0 || cfg.max_len <= 0 || cfg.clip.is_nan() || cfg.clip <= 0.0 {
         return Err(invalid("steps, max_len and clip must be positive"));
     }
     let dnc = {
@@ -265,6 +265,7 @@ pub fn train_dnc(vs: &nn::VarStore, cfg: &DncTrainConfig, log_every: usize, log:
 
 /// Bit error rate of `dnc` on `batches` fresh batches with lengths exactly `len` (for
 /// generalisation beyond the training lengths).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_ber(dnc: &Dnc, task: Task, bits: i64, len: i64, batches: usize, batch: i64, seed: u64, device: Device) -> Result<f64> {
     let mut rng = HostRng::new(seed);
     let mut total = 0.0;

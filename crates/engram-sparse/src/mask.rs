@@ -72,9 +72,9 @@ impl DensityRule {
         if target <= 0 || target > full {
             return Err(invalid(format!("target {target} must be in 1..={full}")));
         }
-        let (mut lo, mut hi) = (1e-9, 1e9);
+        let (mut lo, mut hi) = (1e-9f64, 1e9f64);
         for _ in 0..200 {
-            let mid = (lo * hi as f64).sqrt();
+            let mid = (lo * hi).sqrt();
             if total(mid)? < target {
                 lo = mid;
             } else {

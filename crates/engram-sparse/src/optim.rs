@@ -34,7 +34,9 @@ impl OptimizerConfig {
             OptimizerConfig::Sgd { lr, momentum, weight_decay } => (lr, weight_decay, momentum),
             OptimizerConfig::Adam { lr, weight_decay } => (lr, weight_decay, 0.0),
         };
-        if !(lr > 0.0 && lr.is_finite()) || !(wd >= 0.0) || !(0.0..1.0).contains(&mom) {
+        let lr_ok = lr > 0.0 && lr.is_finite();
+        let wd_ok = wd.is_finite() && wd >= 0.0;
+        if !lr_ok || !wd_ok || !(0.0..1.0).contains(&mom) {
             return Err(invalid(format!("bad optimizer settings {self:?}")));
         }
         Ok(())

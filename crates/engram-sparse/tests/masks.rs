@@ -166,7 +166,7 @@ fn rewinding_restores_init_values_of_survivors() {
     magnitude_prune(&mlp.masked_layers(), 0.2, PruneScope::Global).unwrap();
     restore(&mlp, &init);
     let (w, m) = (vecf(&mlp.layers[0].weight), vecf(&mlp.layers[0].mask));
-    assert!(m.iter().any(|&x| x == 0.0));
+    assert!(m.contains(&0.0));
     for i in 0..w.len() {
         assert_eq!(w[i], if m[i] == 1.0 { w_init[i] } else { 0.0 });
     }
@@ -211,7 +211,7 @@ fn optimizer_keeps_masked_weights_zero(cfg: OptimizerConfig) {
     // Prune position 0 (which has momentum), grow position 2.
     tch::no_grad(|| {
         let mut m = mask.shallow_clone();
-        let _ = m.copy_(&Tensor::from_slice(&[0f32, 1., 1., 1., 0., 1., 1., 1., 0.]).view([3, 3]));
+        m.copy_(&Tensor::from_slice(&[0f32, 1., 1., 1., 0., 1., 1., 1., 0.]).view([3, 3]));
         let mut t = w.shallow_clone();
         let _ = t.g_mul_(&mask);
     });
