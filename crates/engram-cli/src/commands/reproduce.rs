@@ -38,3 +38,32 @@ pub fn run(args: Args) -> Result<()> {
         ),
     }
 }
+
+/// Options every training experiment takes.
+#[derive(clap::Args, Debug)]
+pub struct RunOpts {
+    /// Seed (initialisation, data order, masks, episodes).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch CPU threads (0 keeps libtorch's default; 1 is fastest for small models and on
+    /// a shared machine).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i32,
+    /// Directory for the reports (JSON, PNG).
+    #[arg(long, default_value = "runs/reproduce")]
+    pub out: std::path::PathBuf,
+}
+
+impl RunOpts {
+    /// Applies `--threads` and resolves `--device`.
+    pub fn apply(&self) -> Result<tch::Device> {
+        anyhow::ensure!(self.threads >= 0, "--threads must not be negative");
+        if self.threads > 0 {
+            tch::set_num_threads(self.threads);
+        }
+        Ok(self.device.parse::<engram_core::device::DeviceChoice>()?.resolve()?)
+    }
+}

@@ -375,7 +375,7 @@ fn machine(dev: Device, info: &engram_core::info::RuntimeInfo) -> String {
 
 /// Runs the benchmark; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = Opts::try_parse_from(argv)?;
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     if o.chunk <= 0 {
         bail!("--chunk must be positive");
     }

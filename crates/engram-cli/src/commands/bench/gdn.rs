@@ -39,7 +39,7 @@ struct Opts {
 
 /// Runs the benchmark; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = Opts::try_parse_from(argv)?;
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     let device = o.device.parse::<DeviceChoice>()?.resolve()?;
     let mut cfg = match &o.config {
         Some(p) => serde_json::from_str::<HybridConfig>(&std::fs::read_to_string(p)?)?,

@@ -45,15 +45,7 @@ struct Opts {
 
 /// Runs the benchmark; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     let device = match o.device.as_str() {
         "cpu" => tch::Device::Cpu,
         "cuda" => tch::Device::Cuda(0),

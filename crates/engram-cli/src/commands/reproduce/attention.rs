@@ -40,15 +40,7 @@ fn bank_line(r: &BankResult, seed: u64) -> String {
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     let _g = engram_core::seed::global_rng_lock();
 
     println!("== In[4]: the Bat Cave (manual_seed(42), SelfAttention(4,4), then randn(1,3,4)) ==");

@@ -50,7 +50,7 @@ struct Opts {
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = Opts::try_parse_from(argv)?;
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     if o.threads < 1 {
         anyhow::bail!("--threads must be at least 1");
     }

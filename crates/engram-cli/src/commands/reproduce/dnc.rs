@@ -4,9 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use engram_core::device::DeviceChoice;
 use engram_memory::tasks::{evaluate_ber, fixed_length_batch, train_dnc, DncOptimizer, DncTrainConfig, Task};
-use std::path::PathBuf;
 use tch::nn;
 
 #[derive(Parser, Debug)]
@@ -63,36 +61,14 @@ struct Opts {
     /// Log every N steps.
     #[arg(long, default_value_t = 250)]
     log_every: usize,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Device: auto, cpu, cuda, cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// libtorch CPU threads (0 keeps libtorch's default; 1 is fastest for the small
-    /// recurrent and episodic models, and on a shared machine).
-    #[arg(long, default_value_t = 0)]
-    threads: i32,
-    /// Directory for the JSON report.
-    #[arg(long, default_value = "runs/reproduce")]
-    out: PathBuf,
+    #[command(flatten)]
+    run: super::RunOpts,
 }
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if o.threads > 0 {
-        tch::set_num_threads(o.threads);
-    }
-    let device = o.device.parse::<DeviceChoice>().map_err(|e| anyhow::anyhow!("{e}"))?.resolve()?;
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
+    let device = o.run.apply()?;
     let task = match o.task.as_str() {
         "copy" => Task::Copy,
         "repeat-copy" => Task::RepeatCopy { max_repeats: o.max_repeats },
@@ -118,7 +94,7 @@ pub fn run(argv: &[String]) -> Result<()> {
         max_len: o.max_len,
         curriculum_ber: o.curriculum_ber,
         window: 50,
-        seed: o.seed,
+        seed: o.run.seed,
     };
     println!("DNC {cfg:?} on {device:?}");
     let vs = nn::VarStore::new(device);
@@ -129,22 +105,22 @@ pub fn run(argv: &[String]) -> Result<()> {
     let train_seconds = t0.elapsed().as_secs_f64();
     let mut evals = Vec::new();
     for &len in &lens {
-        let ber = evaluate_ber(&dnc, task, o.bits, len, o.eval_batches, o.batch, o.seed + 1000 + len as u64, device)?;
+        let ber = evaluate_ber(&dnc, task, o.bits, len, o.eval_batches, o.batch, o.run.seed + 1000 + len as u64, device)?;
         println!("length {len:>3}: bit error rate {:.4}{}", ber, if len > log.last().map(|p| p.max_len).unwrap_or(0) { "  (beyond the curriculum reached)" } else { "" });
         evals.push(serde_json::json!({ "length": len, "ber": ber }));
     }
     // Usage after one sequence of the longest trained length: informational only (a full
     // allocator is a state, not a quality measure).
     let reached = log.last().map(|p| p.max_len).unwrap_or(1);
-    let probe = fixed_length_batch(task, 1, o.bits, reached, &mut engram_core::seed::HostRng::new(o.seed + 7))?;
+    let probe = fixed_length_batch(task, 1, o.bits, reached, &mut engram_core::seed::HostRng::new(o.run.seed + 7))?;
     let usage: Vec<f32> = tch::no_grad(|| -> Result<Vec<f32>> {
         let (_, s) = dnc.forward(&probe.input.to_device(device))?;
         Ok(Vec::<f32>::try_from(s.usage.flatten(0, -1).to_device(tch::Device::Cpu))?)
     })?;
     println!("usage after one length-{reached} sequence: {}", usage.iter().map(|u| format!("{u:.2}")).collect::<Vec<_>>().join(" "));
     let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
-    let path = o.out.join(format!("dnc_{}.json", o.task));
+    std::fs::create_dir_all(&o.run.out).with_context(|| format!("creating {}", o.run.out.display()))?;
+    let path = o.run.out.join(format!("dnc_{}.json", o.task));
     let report = serde_json::json!({ "experiment": "dnc", "config": cfg, "parameters": params, "train_seconds": train_seconds, "curriculum_reached": reached, "log": log, "eval": evals, "usage_probe": usage });
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     println!("{params} parameters, {train_seconds:.0}s training; wrote {}", path.display());

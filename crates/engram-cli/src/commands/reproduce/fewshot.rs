@@ -5,10 +5,8 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use engram_core::device::DeviceChoice;
 use engram_memory::fewshot::{evaluate, nearest_prototype_baseline, train_fewshot, EpisodeSampler, FewShotConfig};
 use engram_sparse::datasets::{self, DatasetName};
-use std::path::PathBuf;
 use tch::{nn, Tensor};
 
 #[derive(Parser, Debug)]
@@ -53,38 +51,16 @@ struct Opts {
     /// Evaluation episodes.
     #[arg(long, default_value_t = 2000)]
     eval_episodes: usize,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Device: auto, cpu, cuda, cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// libtorch CPU threads (0 keeps libtorch's default; 1 is fastest for the small
-    /// recurrent and episodic models, and on a shared machine).
-    #[arg(long, default_value_t = 0)]
-    threads: i32,
-    /// Directory for the JSON report.
-    #[arg(long, default_value = "runs/reproduce")]
-    out: PathBuf,
+    #[command(flatten)]
+    run: super::RunOpts,
 }
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if o.threads > 0 {
-        tch::set_num_threads(o.threads);
-    }
-    let device = o.device.parse::<DeviceChoice>().map_err(|e| anyhow::anyhow!("{e}"))?.resolve()?;
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
+    let device = o.run.apply()?;
     let name: DatasetName = o.data.parse()?;
-    let split = datasets::load(name, &datasets::data_root(), o.seed)?;
+    let split = datasets::load(name, &datasets::data_root(), o.run.seed)?;
     // Episodes come from classes, not from the train/test split of images: pool every image.
     let x = Tensor::cat(&[&split.train.x, &split.test.x], 0).to_device(device);
     let y = Tensor::cat(&[&split.train.y, &split.test.y], 0).to_device(device);
@@ -93,7 +69,7 @@ pub fn run(argv: &[String]) -> Result<()> {
     if train_classes.len() < o.ways as usize || test_classes.len() < o.ways as usize {
         anyhow::bail!("need at least {} training and {} test classes", o.ways, o.ways);
     }
-    let cfg = FewShotConfig { ways: o.ways, shots: o.shots, queries: o.queries, dim: o.dim, heads: o.heads, layers: o.layers, slots: o.slots, batch: o.batch, steps: o.steps, lr: o.lr, seed: o.seed };
+    let cfg = FewShotConfig { ways: o.ways, shots: o.shots, queries: o.queries, dim: o.dim, heads: o.heads, layers: o.layers, slots: o.slots, batch: o.batch, steps: o.steps, lr: o.lr, seed: o.run.seed };
     let train = EpisodeSampler::new(&x, &y, &train_classes)?;
     let test = EpisodeSampler::new(&x, &y, &test_classes)?;
     println!("few-shot {}-way {}-shot on {name}: train classes {train_classes:?}, held-out classes {test_classes:?}", o.ways, o.shots);
@@ -101,7 +77,7 @@ pub fn run(argv: &[String]) -> Result<()> {
     let t0 = std::time::Instant::now();
     let (model, log) = train_fewshot(&vs, 784, &train, &cfg, 100, &mut |s, l| println!("step {s:>5}: episode loss {l:.4}"))?;
     let secs = t0.elapsed().as_secs_f64();
-    let eval_seed = o.seed + 12345;
+    let eval_seed = o.run.seed + 12345;
     let acc = evaluate(&model, &test, &cfg, o.eval_episodes, eval_seed)?;
     let seen = evaluate(&model, &train, &cfg, o.eval_episodes.min(500), eval_seed)?;
     let proto = nearest_prototype_baseline(&test, &cfg, o.eval_episodes, eval_seed)?;
@@ -110,8 +86,8 @@ pub fn run(argv: &[String]) -> Result<()> {
     println!("nearest-prototype on raw pixels: {:.2}% ± {:.2}%", proto.mean * 100.0, proto.ci95 * 100.0);
     println!("training classes (new episodes): {:.2}% ± {:.2}%", seen.mean * 100.0, seen.ci95 * 100.0);
     let params: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
-    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
-    let path = o.out.join(format!("fewshot_{name}.json"));
+    std::fs::create_dir_all(&o.run.out).with_context(|| format!("creating {}", o.run.out.display()))?;
+    let path = o.run.out.join(format!("fewshot_{name}.json"));
     let report = serde_json::json!({ "experiment": "fewshot", "data": name.to_string(), "config": cfg, "parameters": params, "train_seconds": secs, "train_classes": train_classes, "test_classes": test_classes, "chance": chance, "held_out": acc, "training_classes": seen, "prototype_baseline": proto, "log": log });
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     println!("{params} parameters, {secs:.0}s training; wrote {}", path.display());

@@ -5,7 +5,6 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use engram_core::device::DeviceChoice;
 use engram_core::seed::HostRng;
 use engram_sparse::datasets::{self, DatasetName, Split};
 use engram_sparse::lottery::{run_lottery, LotteryConfig, PruneScope, Rewind, RoundResult};
@@ -14,7 +13,6 @@ use engram_sparse::model::SparseMlp;
 use engram_sparse::optim::OptimizerConfig;
 use engram_sparse::plot::{Chart, Series};
 use engram_sparse::vit::{Vit, VitConfig};
-use std::path::PathBuf;
 use tch::nn;
 
 #[derive(Parser, Debug)]
@@ -56,38 +54,16 @@ struct Opts {
     /// Skip the random-reinit control.
     #[arg(long)]
     no_reinit: bool,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Device: auto, cpu, cuda, cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// libtorch CPU threads (0 keeps libtorch's default; 1 is fastest for the small
-    /// recurrent and episodic models, and on a shared machine).
-    #[arg(long, default_value_t = 0)]
-    threads: i32,
-    /// Directory for the JSON report and the PNG curve.
-    #[arg(long, default_value = "runs/reproduce")]
-    out: PathBuf,
+    #[command(flatten)]
+    run: super::RunOpts,
 }
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if o.threads > 0 {
-        tch::set_num_threads(o.threads);
-    }
-    let device = o.device.parse::<DeviceChoice>().map_err(|e| anyhow::anyhow!("{e}"))?.resolve()?;
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
+    let device = o.run.apply()?;
     let name: DatasetName = o.data.parse()?;
-    let split = datasets::load(name, &datasets::data_root(), o.seed)?;
+    let split = datasets::load(name, &datasets::data_root(), o.run.seed)?;
     let train = if o.train_limit > 0 { split.train.take(o.train_limit) } else { split.train };
     let data = Split { train: train.to(device), test: split.test.to(device) };
     let scope = match o.scope.as_str() {
@@ -103,7 +79,7 @@ pub fn run(argv: &[String]) -> Result<()> {
         epochs: o.epochs,
         batch: o.batch,
         optimizer: OptimizerConfig::Adam { lr: o.lr, weight_decay: 0.0 },
-        seed: o.seed,
+        seed: o.run.seed,
         random_reinit: !o.no_reinit,
     };
     println!("lottery tickets: {} on {name} ({} train / {} test), {cfg:?}", o.model, data.train.len(), data.test.len());
@@ -123,9 +99,9 @@ pub fn run(argv: &[String]) -> Result<()> {
         }
         m => anyhow::bail!("--model {m}: expected lenet or vit"),
     };
-    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    std::fs::create_dir_all(&o.run.out).with_context(|| format!("creating {}", o.run.out.display()))?;
     let stem = format!("lottery_{}_{name}", o.model);
-    let json = o.out.join(format!("{stem}.json"));
+    let json = o.run.out.join(format!("{stem}.json"));
     let report = serde_json::json!({ "experiment": "lottery", "model": o.model, "vit_depth": o.vit_depth, "data": name.to_string(), "train": data.train.len(), "config": cfg, "rounds": results });
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)?;
     // x: sparsity in %, y: accuracy in %; red = rewound ticket, blue = random reinit.
@@ -141,7 +117,7 @@ pub fn run(argv: &[String]) -> Result<()> {
         y_ticks: (0..=((hi - lo) / 5.0) as i64).map(|i| lo + 5.0 * i as f64).collect(),
         series: vec![Series { color: [200, 30, 30], points: ticket }, Series { color: [30, 60, 200], points: reinit }],
     };
-    let png = o.out.join(format!("{stem}.png"));
+    let png = o.run.out.join(format!("{stem}.png"));
     std::fs::write(&png, chart.to_png()?)?;
     println!("wrote {} and {} (red: rewound ticket, blue: random reinit; x sparsity %, y test accuracy %)", json.display(), png.display());
     Ok(())

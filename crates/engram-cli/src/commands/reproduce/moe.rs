@@ -69,15 +69,7 @@ fn parse_device(s: &str) -> Result<tch::Device> {
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     let device = parse_device(&o.device)?;
     let mut json = serde_json::Map::new();
     if o.part != Part::Lm {

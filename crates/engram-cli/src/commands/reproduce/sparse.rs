@@ -4,11 +4,9 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use engram_core::device::DeviceChoice;
 use engram_sparse::datasets::{self, DatasetName, Split};
 use engram_sparse::optim::OptimizerConfig;
 use engram_sparse::set_experiment::{run_variant, SetConfig, Variant};
-use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "engram reproduce sparse", about = "SET / RigL / static / dense on the 784-1000-1000-1000-10 MLP")]
@@ -37,38 +35,16 @@ struct Opts {
     /// Comma-separated variants: dense, static, set, set-er, rigl.
     #[arg(long, default_value = "dense,static,set,set-er,rigl")]
     variants: String,
-    /// Seed of the init, masks and batch order.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Device: auto, cpu, cuda, cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// libtorch CPU threads (0 keeps libtorch's default; 1 is fastest for the small
-    /// recurrent and episodic models, and on a shared machine).
-    #[arg(long, default_value_t = 0)]
-    threads: i32,
-    /// Directory for the JSON report.
-    #[arg(long, default_value = "runs/reproduce")]
-    out: PathBuf,
+    #[command(flatten)]
+    run: super::RunOpts,
 }
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if o.threads > 0 {
-        tch::set_num_threads(o.threads);
-    }
-    let device = o.device.parse::<DeviceChoice>().map_err(|e| anyhow::anyhow!("{e}"))?.resolve()?;
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
+    let device = o.run.apply()?;
     let name: DatasetName = o.data.parse()?;
-    let split = datasets::load(name, &datasets::data_root(), o.seed)?;
+    let split = datasets::load(name, &datasets::data_root(), o.run.seed)?;
     let train = if o.train_limit > 0 { split.train.take(o.train_limit) } else { split.train };
     let data = Split { train: train.to(device), test: split.test.to(device) };
     let variants = o.variants.split(',').map(|s| Variant::parse(s.trim())).collect::<engram_sparse::Result<Vec<_>>>()?;
@@ -77,7 +53,7 @@ pub fn run(argv: &[String]) -> Result<()> {
         batch: o.batch,
         density: o.density,
         zeta: o.zeta,
-        seed: o.seed,
+        seed: o.run.seed,
         optimizer: OptimizerConfig::Sgd { lr: o.lr, momentum: 0.9, weight_decay: 2e-4 },
         variants: variants.clone(),
         ..SetConfig::default()
@@ -89,8 +65,8 @@ pub fn run(argv: &[String]) -> Result<()> {
         println!("{:>7}: {:.2}% test accuracy with {} of {} weights ({:.1}s)", r.variant, r.final_test_acc * 100.0, r.nnz, r.numel, r.seconds);
         results.push(r);
     }
-    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
-    let path = o.out.join(format!("sparse_{name}.json"));
+    std::fs::create_dir_all(&o.run.out).with_context(|| format!("creating {}", o.run.out.display()))?;
+    let path = o.run.out.join(format!("sparse_{name}.json"));
     let report = serde_json::json!({ "experiment": "sparse", "data": name.to_string(), "train": data.train.len(), "test": data.test.len(), "config": cfg, "results": results });
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     println!("wrote {}", path.display());

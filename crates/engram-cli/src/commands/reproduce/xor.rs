@@ -37,15 +37,7 @@ fn closed_form_ok(gate: Gate, i: &Invariants) -> bool {
 
 /// Runs the experiment; `argv[0]` is the command name, the rest its options.
 pub fn run(argv: &[String]) -> Result<()> {
-    let o = match Opts::try_parse_from(argv) {
-        Ok(o) => o,
-        // `--help` is a successful run, not an error.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     let _g = engram_core::seed::global_rng_lock();
 
     println!("== Seed 001, In[8]: AdamW(lr=5e-2) on XOR, manual_seed({}) ==", o.seed);
