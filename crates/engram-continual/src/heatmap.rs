@@ -1,10 +1,8 @@
-//! A heatmap of the accuracy matrix as an RGB PNG, written by hand (zlib via `flate2`, CRC via
-//! `crc32fast`) to keep the crate free of an imaging stack. Each cell is coloured from dark blue
+//! A heatmap of the accuracy matrix as an RGB PNG (encoded by `engram_core::png`), free of an
+//! imaging stack. Each cell is coloured from dark blue
 //! (0%) to yellow (100%) and carries its rounded percentage in a 3×5 pixel font.
 
 use crate::error::{invalid, Result};
-use flate2::{write::ZlibEncoder, Compression};
-use std::io::Write;
 use std::path::Path;
 
 const CELL: usize = 48;
@@ -77,38 +75,12 @@ pub fn render(rows: &[Vec<f64>]) -> Result<(Vec<u8>, usize, usize)> {
     Ok((px, w, h))
 }
 
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.finalize().to_be_bytes());
-}
-
 /// Encodes RGB pixels as PNG bytes.
 pub fn encode_png(px: &[u8], w: usize, h: usize) -> Result<Vec<u8>> {
     if px.len() != w * h * 3 {
         return Err(invalid("pixel buffer size does not match width × height × 3"));
     }
-    let mut raw = Vec::with_capacity(h * (w * 3 + 1));
-    for y in 0..h {
-        raw.push(0); // filter: none
-        raw.extend_from_slice(&px[y * w * 3..(y + 1) * w * 3]);
-    }
-    let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
-    z.write_all(&raw)?;
-    let idat = z.finish()?;
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&(w as u32).to_be_bytes());
-    ihdr.extend_from_slice(&(h as u32).to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &idat);
-    chunk(&mut out, b"IEND", &[]);
-    Ok(out)
+    Ok(engram_core::png::encode_rgb(w as u32, h as u32, px)?)
 }
 
 /// Writes the heatmap of `rows` to `path`.

@@ -20,6 +20,7 @@ pub mod error;
 pub mod info;
 pub mod kernels;
 pub mod ops;
+pub mod png;
 pub mod seed;
 
 pub use error::{Error, Result};

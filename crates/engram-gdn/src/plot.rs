@@ -1,9 +1,8 @@
 //! A loss-curve PNG without a plotting stack: curves are rasterised into an RGB buffer and
-//! written as a PNG (zlib through flate2, CRC through crc32fast). Axes carry tick marks at
+//! written as a PNG (through `engram_core::png`). Axes carry tick marks at
 //! round values; there is no text (no font dependency), the JSONL metrics hold the numbers.
 
 use crate::Result;
-use std::io::Write;
 use std::path::Path;
 
 /// One named series of (x, y) points and its RGB colour.
@@ -88,29 +87,7 @@ pub fn line_chart(path: &Path, series: &[Series], w: usize, h: usize) -> Result<
 
 /// Writes 8-bit RGB pixels as a PNG.
 pub fn write_png(path: &Path, rgb: &[u8], w: usize, h: usize) -> Result<()> {
-    let mut raw = Vec::with_capacity((w * 3 + 1) * h);
-    for row in rgb.chunks(w * 3) {
-        raw.push(0); // filter: none
-        raw.extend_from_slice(row);
-    }
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    z.write_all(&raw)?;
-    let idat = z.finish()?;
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&(w as u32).to_be_bytes());
-    ihdr.extend_from_slice(&(h as u32).to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    for (kind, data) in [(b"IHDR", &ihdr[..]), (b"IDAT", &idat[..]), (b"IEND", &[][..])] {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.finalize().to_be_bytes());
-    }
-    std::fs::write(path, out)?;
+    std::fs::write(path, engram_core::png::encode_rgb(w as u32, h as u32, rgb)?)?;
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! series, and tick labels drawn with a 3×5 pixel font. Enough for an accuracy-vs-sparsity curve.
 
 use crate::error::{invalid, Result};
-use std::io::Write;
 
 /// One line of the chart.
 #[derive(Debug, Clone)]
@@ -148,30 +147,5 @@ pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
     if rgb.len() != width as usize * height as usize * 3 {
         return Err(invalid("pixel buffer does not match the image size"));
     }
-    let mut raw = Vec::with_capacity(rgb.len() + height as usize);
-    for row in rgb.chunks(width as usize * 3) {
-        raw.push(0); // filter type None
-        raw.extend_from_slice(row);
-    }
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    z.write_all(&raw)?;
-    let idat = z.finish()?;
-    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut h = crc32fast::Hasher::new();
-        h.update(kind);
-        h.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&h.finalize().to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit, RGB, deflate, no filter set, no interlace
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &idat);
-    chunk(b"IEND", &[]);
-    Ok(out)
+    Ok(engram_core::png::encode_rgb(width, height, rgb)?)
 }
