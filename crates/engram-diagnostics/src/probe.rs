@@ -26,7 +26,7 @@ pub enum LayerTrace {
     },
     /// A sliding-window attention layer.
     Swa {
-        /// Attention entropy `[B,T,H]` when the layer reports it.
+        /// Entropy (nats) of each query's local attention `[B,H,T]`, when the layer reports it.
         attn_entropy: Option<Tensor>,
     },
 }
