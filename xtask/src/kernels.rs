@@ -53,8 +53,13 @@ fn sources() -> Vec<PathBuf> {
 }
 
 fn newest_input() -> SystemTime {
+    newest_in(&root().join("kernels"))
+}
+
+/// The newest modification time of any file below `dir`.
+fn newest_in(dir: &Path) -> SystemTime {
     let mut newest = SystemTime::UNIX_EPOCH;
-    let mut stack = vec![root().join("kernels")];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
@@ -102,13 +107,22 @@ fn build(force: bool) -> Result<(), String> {
             // c10d headers hide their gloo/NCCL process groups behind these (kernels/src/dist.cpp).
             .args(["-DUSE_DISTRIBUTED", "-DUSE_C10D_GLOO", "-DUSE_C10D_NCCL", "-DENGRAM_WITH_NCCL"]);
     };
-    eprintln!("xtask: compiling {} kernel source(s) with {}", srcs.len(), nvcc.display());
+    eprintln!("xtask: {} kernel source(s), compiling the stale ones with {}", srcs.len(), nvcc.display());
     let started = std::time::Instant::now();
     let objs: Vec<PathBuf> = srcs.iter().map(|s| obj_dir.join(format!("{}.o", stem(s)))).collect();
+    // Recompile only objects older than their source or any shared header.
+    let headers = newest_in(&root().join("kernels/include"));
+    let stale = |src: &Path, obj: &Path| {
+        force
+            || fs::metadata(obj)
+                .and_then(|m| m.modified())
+                .map_or(true, |t| t < headers || fs::metadata(src).and_then(|m| m.modified()).map_or(true, |s| t < s))
+    };
     let jobs: Vec<Result<(), String>> = std::thread::scope(|sc| {
         let handles: Vec<_> = srcs
             .iter()
             .zip(&objs)
+            .filter(|(src, obj)| stale(src, obj))
             .map(|(src, obj)| {
                 let mut c = Command::new(&nvcc);
                 common(&mut c);

@@ -53,7 +53,7 @@ pub fn train_throughput(cfg: &HybridConfig, shapes: &[(i64, i64)], device: Devic
             let loss = lm_loss(&model.forward(&x)?, &y);
             loss.backward();
             opt.clip_grad_norm(1.0);
-            opt.step(3e-4);
+            opt.step(3e-4)?;
             if i >= warmup {
                 losses.push(loss.detach());
             }

@@ -108,9 +108,13 @@ impl AdamW {
         total
     }
 
-    /// One AdamW update with learning rate `lr`.
-    pub fn step(&mut self, lr: f64) {
+    /// One AdamW update with learning rate `lr`: libtorch's fused multi-tensor kernel on CUDA when
+    /// the kernel library provides it, else the eager update below (same arithmetic).
+    pub fn step(&mut self, lr: f64) -> Result<()> {
         self.step += 1;
+        if self.fused_step(lr)? {
+            return Ok(());
+        }
         let c = &self.cfg;
         let t = self.step as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
@@ -133,6 +137,43 @@ impl AdamW {
                 let _ = s.param.g_sub_(&upd.to_kind(s.param.kind()));
             }
         });
+        Ok(())
+    }
+
+    /// On CUDA with the kernel library: the same update through libtorch's fused multi-tensor
+    /// AdamW, one call for the decayed group and one for the rest. `Ok(false)` when it cannot run
+    /// (CPU, no library, non-f32 weights), so the eager update takes over; an error after a
+    /// launch is returned, never retried eagerly (that would apply the update twice).
+    fn fused_step(&mut self, lr: f64) -> Result<bool> {
+        use engram_core::ops::fused_adamw::{available, fused_adamw, AdamWStep};
+        let Some(first) = self.slots.first() else { return Ok(false) };
+        let dev = first.param.device();
+        if !available(dev) || self.slots.iter().any(|s| s.param.kind() != Kind::Float || s.param.device() != dev) {
+            return Ok(false);
+        }
+        let c = &self.cfg;
+        for decay in [true, false] {
+            let mut lists: [Vec<Tensor>; 4] = Default::default();
+            for s in self.slots.iter().filter(|s| s.decay == decay) {
+                let g = s.param.grad();
+                if g.defined() {
+                    lists[0].push(s.param.shallow_clone());
+                    lists[1].push(g);
+                    lists[2].push(s.exp_avg.shallow_clone());
+                    lists[3].push(s.exp_avg_sq.shallow_clone());
+                }
+            }
+            let h = AdamWStep {
+                lr,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                weight_decay: if decay { c.weight_decay } else { 0.0 },
+                eps: c.eps,
+                step: self.step,
+            };
+            fused_adamw(&lists[0], &lists[1], &lists[2], &lists[3], h)?;
+        }
+        Ok(true)
     }
 
     /// The moments as named tensors (`{param}.exp_avg`, `{param}.exp_avg_sq`) for a checkpoint.
@@ -198,7 +239,7 @@ mod tests {
         let mut opt = AdamW::new(&vs, AdamWConfig { weight_decay: 0.1, ..Default::default() });
         let loss = (&w * Tensor::from_slice(&[1.0f32, -1.0, 2.0, -2.0]).view([2, 2])).sum(Kind::Float) + b.sum(Kind::Float) * 3.0;
         loss.backward();
-        opt.step(0.01);
+        opt.step(0.01).unwrap();
         let got: Vec<f32> = Vec::try_from(w.flatten(0, -1)).unwrap();
         let want = [1.0 * 0.999 - 0.01, -2.0 * 0.999 + 0.01, 3.0 * 0.999 - 0.01, 0.5 * 0.999 + 0.01];
         for (g, e) in got.iter().zip(want) {

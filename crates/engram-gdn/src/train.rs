@@ -403,7 +403,7 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             return Err(GdnError::Input(format!("training diverged at step {step}: loss {step_loss}")));
         }
         let gnorm = opt.clip_grad_norm(tc.grad_clip);
-        opt.step(lr);
+        opt.step(lr)?;
         window_loss += step_loss;
         window_n += 1;
         let done = step + 1;
