@@ -61,7 +61,7 @@ impl Optimizer for Adagrad {
                     let Some(t) = Target::new(&mut self.state, gi, pi, p, false) else { continue };
                     let mut w = t.w.shallow_clone();
                     let step = self.state.incr_step(gi, pi) as f64;
-                    let g = if group.weight_decay != 0.0 { &t.grad + &w * group.weight_decay } else { t.grad.shallow_clone() };
+                    let g = t.l2_grad(group.weight_decay);
                     let clr = group.lr / (1.0 + (step - 1.0) * c.lr_decay);
                     let mut sum = self.state.buf(gi, pi, "sum", || w.full_like(c.initial_accumulator_value));
                     let _ = sum.addcmul_(&g, &g);

@@ -43,11 +43,7 @@ fn adam_step(groups: &[ParamGroup], state: &mut ParamStates, c: &AdamConfig, dec
                 let Some(t) = Target::new(state, gi, pi, p, c.master_weights) else { continue };
                 let mut w = t.w.shallow_clone();
                 let step = state.incr_step(gi, pi) as f64;
-                let g = if group.weight_decay != 0.0 && !decoupled {
-                    &t.grad + &w * group.weight_decay
-                } else {
-                    t.grad.shallow_clone()
-                };
+                let g = t.l2_grad(if decoupled { 0.0 } else { group.weight_decay });
                 if decoupled && group.weight_decay != 0.0 {
                     let _ = w.g_mul_scalar_(1.0 - group.lr * group.weight_decay);
                 }

@@ -63,7 +63,7 @@ impl Optimizer for RmsProp {
                     let Some(t) = Target::new(&mut self.state, gi, pi, p, false) else { continue };
                     let mut w = t.w.shallow_clone();
                     self.state.incr_step(gi, pi);
-                    let g = if group.weight_decay != 0.0 { &t.grad + &w * group.weight_decay } else { t.grad.shallow_clone() };
+                    let g = t.l2_grad(group.weight_decay);
                     let mut sq = self.state.buf(gi, pi, "square_avg", || w.zeros_like());
                     let _ = sq.g_mul_scalar_(c.alpha);
                     let _ = sq.addcmul_(&g, &(&g * (1.0 - c.alpha)));

@@ -58,7 +58,7 @@ impl Optimizer for Sgd {
             for (gi, group) in self.groups.iter().enumerate() {
                 for (pi, p) in group.params.iter().enumerate() {
                     let Some(t) = Target::new(&mut self.state, gi, pi, p, c.master_weights) else { continue };
-                    let mut g = if group.weight_decay != 0.0 { &t.grad + &t.w * group.weight_decay } else { t.grad.shallow_clone() };
+                    let mut g = t.l2_grad(group.weight_decay);
                     if c.momentum != 0.0 {
                         let first = !self.state.has(gi, pi, "momentum_buffer");
                         let mut buf = self.state.buf(gi, pi, "momentum_buffer", || g.detach().copy());

@@ -108,6 +108,16 @@ impl Target {
         }
     }
 
+    /// The gradient with L2-coupled weight decay (`g + wd·w`, as torch's SGD, Adam, Adagrad and
+    /// RMSprop apply `weight_decay`); the plain gradient when `weight_decay` is 0.
+    pub(crate) fn l2_grad(&self, weight_decay: f64) -> Tensor {
+        if weight_decay != 0.0 {
+            &self.grad + &self.w * weight_decay
+        } else {
+            self.grad.shallow_clone()
+        }
+    }
+
     /// Writes the master copy back into the parameter (no-op without master weights).
     pub(crate) fn finish(self) {
         if let Some(mut p) = self.param {
