@@ -4,7 +4,7 @@ use crate::probe::{LayerTrace, Probeable, Trace};
 use crate::Subject;
 use anyhow::Result;
 use engram_gdn::checkpoint::LoadedModel;
-use engram_gdn::HybridModel;
+use engram_gdn::{HybridModel, Tokenizer};
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -75,7 +75,7 @@ pub fn load_subject(dir: &Path, device: Device) -> Result<Subject> {
     let mut notices = Vec::new();
     let text = match engram_gdn::data::default_corpus() {
         Ok(s) => {
-            let tok = loaded.tokenizer.build();
+            let tok = &loaded.tokenizer;
             let mut ids = tok.encode(&s);
             ids.truncate(MAX_TEXT_TOKENS);
             Some(ids)

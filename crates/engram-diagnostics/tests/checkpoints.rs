@@ -3,7 +3,7 @@
 
 use engram_diagnostics::hybrid::diagnose_checkpoints;
 use engram_diagnostics::retrieval::SuiteConfig;
-use engram_gdn::{checkpoint, HybridConfig, HybridModel, TokenizerSpec};
+use engram_gdn::{checkpoint, ByteTokenizer, HybridConfig, HybridModel};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -12,7 +12,7 @@ fn tiny_checkpoint(dir: &Path, name: &str) -> PathBuf {
     let cfg = HybridConfig::tiny();
     let _m = HybridModel::new(&vs.root(), &cfg).unwrap();
     let p = dir.join(name);
-    checkpoint::save(&p, &vs, &cfg, &TokenizerSpec::Byte, 5, &Default::default(), None, None).unwrap();
+    checkpoint::save(&p, &vs, &cfg, &ByteTokenizer.into(), 5, &Default::default(), None, None).unwrap();
     p
 }
 

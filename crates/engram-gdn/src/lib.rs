@@ -1,9 +1,9 @@
 //! # engram-gdn
 //!
 //! The Gated DeltaNet + sliding-window-attention hybrid LM of seed 003 ("GroundThink v7"), done
-//! right: the model ([`HybridModel`], configured by [`HybridConfig`]), byte-level data
-//! ([`data`]), training with AdamW on fp32 master weights ([`train`]), incremental generation
-//! ([`generate`]) and checkpoints ([`checkpoint`]).
+//! right: the model ([`HybridModel`], configured by [`HybridConfig`]), data with byte-level or
+//! BPE tokenizers ([`data`]), training with AdamW on fp32 master weights ([`train`]),
+//! incremental generation ([`generate`]) and checkpoints ([`checkpoint`]).
 //!
 //! Differences from the seed, all deliberate (spec §2.9, §5.6, §7): S layers read the G state
 //! causally at each position (`seed_compat` restores the seed's final-state read), G layers do
@@ -34,7 +34,7 @@ pub mod train;
 
 pub use checkpoint::LoadedModel;
 pub use config::{GdnFlavour, HybridConfig, LayerKind};
-pub use data::{ByteTokenizer, Tokenizer, TokenizerSpec};
+pub use data::{AnyTokenizer, BpeTokenizer, ByteTokenizer, Tokenizer, TokenizerSpec};
 pub use model::{parameter_count, DecodeState, HybridModel, LayerTrace, Trace};
 
 /// Errors of this crate.

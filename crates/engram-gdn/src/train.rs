@@ -5,7 +5,7 @@
 
 use crate::checkpoint;
 use crate::config::HybridConfig;
-use crate::data::{default_corpus, load_corpus, TokenData, TokenizerSpec};
+use crate::data::{default_corpus, load_corpus, text_head, AnyTokenizer, TokenData, TokenizerSpec};
 use crate::model::{parameter_count, HybridModel};
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig};
 use crate::plot::{line_chart, Series};
@@ -44,7 +44,7 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
-        let tok = TokenizerSpec::from_name(&self.data.tokenizer)?.build();
+        let tok = self.data.tokenizer_spec()?;
         if self.model.vocab != tok.vocab_size() {
             return Err(GdnError::Config(format!(
                 "model.vocab is {} but the '{}' tokenizer has {} ids",
@@ -171,9 +171,12 @@ pub struct DataConfig {
     /// UTF-8 file or folder; default: the Shakespeare corpus of `cargo xtask setup`.
     #[serde(default)]
     pub corpus: Option<PathBuf>,
-    /// Tokenizer name. Default "byte".
+    /// Tokenizer name: "byte" (default) or "bpe" (byte-level BPE trained on the corpus).
     #[serde(default = "d_tok")]
     pub tokenizer: String,
+    /// Vocabulary size of the "bpe" tokenizer (> 256, equal to model.vocab); only with "bpe".
+    #[serde(default)]
+    pub bpe_vocab: Option<i64>,
     /// Held-out tail of the corpus. Default 0.05.
     #[serde(default = "d_val")]
     pub val_fraction: f64,
@@ -182,14 +185,21 @@ fn d_tok() -> String { "byte".into() }
 fn d_val() -> f64 { 0.05 }
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { corpus: None, tokenizer: d_tok(), val_fraction: d_val() }
+        DataConfig { corpus: None, tokenizer: d_tok(), bpe_vocab: None, val_fraction: d_val() }
+    }
+}
+impl DataConfig {
+    /// The tokenizer these settings describe (errors name the offending field).
+    pub fn tokenizer_spec(&self) -> Result<TokenizerSpec> {
+        TokenizerSpec::from_config(&self.tokenizer, self.bpe_vocab)
     }
 }
 
 /// Where and how to run.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Output folder: `checkpoint/`, `metrics.jsonl`, `loss.png`, `summary.json`.
+    /// Output folder: `checkpoint/`, `metrics.jsonl`, `loss.png`, `summary.json`, and for a BPE
+    /// `tokenizer.json` (a copy of the one stored in the checkpoint, for other tools).
     pub out_dir: PathBuf,
     /// Device.
     pub device: Device,
@@ -293,13 +303,28 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     let tc = &run.train;
     let dev = opts.device;
     std::fs::create_dir_all(&opts.out_dir)?;
-    let tok_spec = TokenizerSpec::from_name(&run.data.tokenizer)?;
-    let tok = tok_spec.build();
+    let tok_spec = run.data.tokenizer_spec()?;
     let text = match &run.data.corpus {
         Some(p) => load_corpus(p)?,
         None => default_corpus()?,
     };
-    let data = TokenData::new(&text, tok.as_ref(), run.data.val_fraction)?;
+    let tok = match &opts.resume {
+        // A resumed run keeps the checkpoint's tokenizer (a BPE is not trained again).
+        Some(r) => {
+            let t = checkpoint::load_tokenizer(r)?;
+            if t.spec() != tok_spec {
+                return Err(GdnError::Config(format!(
+                    "{} was trained with tokenizer {:?}, the config asks for {tok_spec:?}; cannot resume",
+                    r.display(),
+                    t.spec()
+                )));
+            }
+            t
+        }
+        // Trained on the training part only, so the held-out tail stays unseen.
+        None => tok_spec.build(text_head(&text, 1.0 - run.data.val_fraction))?,
+    };
+    let data = TokenData::new(&text, &tok, run.data.val_fraction)?;
     let unigram = unigram_entropy(&data.train, run.model.vocab);
     if data.val.size()[0] < 2 * tc.seq_len.min(64) {
         return Err(GdnError::Data("the held-out split is too small; raise data.val_fraction or use a larger corpus".into()));
@@ -335,6 +360,9 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     }
     let (rank, world) = opts.group.as_ref().map_or((0, 1), |g| (g.rank as u64, g.world_size as u64));
     let lead = rank == 0;
+    if let (true, AnyTokenizer::Bpe(b)) = (lead, &tok) {
+        b.save(&opts.out_dir.join("tokenizer.json"))?;
+    }
     let trainable = vs.trainable_variables();
     if let Some(g) = &opts.group {
         g.broadcast_parameters(&trainable)?;
@@ -441,7 +469,7 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         if eval_now {
             let vl = eval_lm(&model, &data, tc.batch_size, tc.seq_len, tc.eval_batches, dev)?;
             val_curve.push((done as f64, vl));
-            pb.println(format!("step {done}: held-out loss {vl:.4} nats/token ({:.3} bits/byte)", vl / std::f64::consts::LN_2));
+            pb.println(format!("step {done}: held-out loss {vl:.4} nats/token ({:.3} bits/token)", vl / std::f64::consts::LN_2));
             write_line(serde_json::json!({"step": done, "val_loss": vl}))?;
         }
         if lead && ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || done == tc.steps) {
@@ -454,7 +482,7 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
                 &opts.out_dir.join("checkpoint"),
                 &vs,
                 &run.model,
-                &tok_spec,
+                &tok,
                 done,
                 &m,
                 Some(&opt),

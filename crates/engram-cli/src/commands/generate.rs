@@ -4,6 +4,7 @@
 use anyhow::Result;
 use engram_core::device::DeviceChoice;
 use engram_gdn::generate::{generate, SamplingConfig};
+use engram_gdn::Tokenizer;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -37,7 +38,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let device = args.device.parse::<DeviceChoice>()?.resolve()?;
     let loaded = engram_gdn::checkpoint::load(&args.checkpoint, device)?;
-    let tok = loaded.tokenizer.build();
+    let tok = &loaded.tokenizer;
     let prompt = tok.encode(&args.prompt);
     let cfg = SamplingConfig { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
     let t0 = std::time::Instant::now();
