@@ -49,6 +49,9 @@ void launch_prep(DType dt, const Params& p, cudaStream_t s);      // gc, A, Aqk,
 void launch_fwd_scan(DType dt, const Params& p, cudaStream_t s);  // o, ht (+ h, X when save)
 void launch_bwd_scan(DType dt, const Params& p, cudaStream_t s);  // dh, dX, dh0
 void launch_bwd_grad(DType dt, const Params& p, cudaStream_t s);  // dq, dk, dv, dbeta, dg
+// The register-resident scans (gdr_scan_mma.cu) for 16-bit inputs with K in {64, 128}; false
+// when they do not apply (the shared-memory scans run instead). ENGRAM_GDR_SCAN=smem disables them.
+bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd);
 
 }  // namespace gdr
 }  // namespace engram

@@ -47,7 +47,8 @@ struct GradLayout {
     dsT = p1.take(sizeof(T) * K * ldvt_t);
     tmp = p1.take(sizeof(float) * kC * ldvt_f);
     SmemPlan p2;
-    qS = p2.take(sizeof(T) * kC * ldk_t);
+    // qS is reused as a C x C tile (tT) late in phase 2: for K < C it must hold that too
+    qS = p2.take(sizeof(T) * kC * (ldk_t > ldat ? ldk_t : ldat));
     kS = p2.take(sizeof(T) * kC * ldk_t);
     W1 = p2.take(sizeof(float) * kC * ldc_f);
     work = s.take(p1.off > p2.off ? p1.off : p2.off);

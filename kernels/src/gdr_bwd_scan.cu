@@ -168,6 +168,7 @@ void pick_vb(const Params& p, cudaStream_t s) {
 }  // namespace
 
 void launch_bwd_scan(DType dt, const Params& p, cudaStream_t s) {
+  if (launch_scan_mma(dt, p, s, true)) return;
   switch (dt) {
     case kF32: return pick_vb<float>(p, s);
     case kF16: return pick_vb<__half>(p, s);

@@ -253,25 +253,34 @@ def main():
         (2, 75, 2, 128, 64, torch.float16, 10.0, True),
         (1, 1000, 1, 128, 128, torch.bfloat16, 0.1, True),
         (3, 1, 2, 64, 64, torch.bfloat16, 1.0, True),
+        (1, 100, 2, 32, 64, torch.bfloat16, 1.0, True),  # K outside {64, 128}: shared-memory scans
+        (1, 100, 2, 16, 32, torch.float32, 1.0, True),
+        (1, 70, 1, 48, 64, torch.float16, 1.0, False),
     ]
-    # the scans pick a V-block width of 16 or 32 from the shape; force each on a few cases
-    cases += [(2, 300, 2, 128, 128, torch.bfloat16, 1.0, True, vb) for vb in ("32", "16")]
-    cases += [(1, 200, 2, 64, 128, torch.float32, 1.0, True, vb) for vb in ("32", "16")]
-    cases += [(2, 75, 2, 128, 64, torch.float16, 10.0, False, vb) for vb in ("32", "16")]
+    # 16-bit inputs with K in {64, 128} run the register-resident scans, whose warps per block
+    # come from the shape; force each count, and the shared-memory scans with both V-block widths
+    env_cases = [({"ENGRAM_GDR_NW": nw}, (2, 300, 2, 128, 128, torch.bfloat16, 1.0, True)) for nw in ("1", "2", "4", "8")]
+    env_cases += [({"ENGRAM_GDR_NW": nw}, (2, 75, 2, 64, 64, torch.float16, 10.0, False)) for nw in ("1", "4")]
+    env_cases += [({"ENGRAM_GDR_STAGES": "3"}, (2, 300, 2, 128, 128, torch.bfloat16, 1.0, True))]
+    env_cases += [({"ENGRAM_GDR_SCAN": "smem", "ENGRAM_GDR_VB": vb}, (2, 300, 2, 128, 128, torch.bfloat16, 1.0, True))
+                  for vb in ("32", "16")]
+    env_cases += [({"ENGRAM_GDR_SCAN": "smem", "ENGRAM_GDR_VB": vb}, (2, 75, 2, 128, 64, torch.float16, 10.0, False))
+                  for vb in ("32", "16")]
+    env_cases += [({"ENGRAM_GDR_VB": vb}, (1, 200, 2, 64, 128, torch.float32, 1.0, True)) for vb in ("32", "16")]
+    cases = [({}, c) for c in cases] + env_cases
+    knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES")
     allok = True
-    for case in cases:
-        B, T, H, K, V, dt, gs, wh = case[:8]
-        vb = case[8] if len(case) > 8 else None
-        if vb:
-            os.environ["ENGRAM_GDR_VB"] = vb
-        else:
-            os.environ.pop("ENGRAM_GDR_VB", None)
+    for env, case in cases:
+        B, T, H, K, V, dt, gs, wh = case
+        for n in knobs:
+            os.environ.pop(n, None)
+        os.environ.update(env)
         try:
             r = check_case(B, T, H, K, V, dt, dev, gs, wh)
         except Exception as e:  # noqa: BLE001
             r = {"case": f"{dtype_name(dt)} B={B} T={T} H={H} K={K} V={V}", "pass": False, "error": str(e)[:2000]}
-        if vb:
-            r["case"] += f" VB={vb}"
+        if env:
+            r["case"] += " " + " ".join(f"{n[11:]}={v}" for n, v in env.items())
         allok &= r["pass"]
         line = r["case"] + (" PASS" if r["pass"] else " FAIL")
         if "error" in r:
@@ -280,7 +289,8 @@ def main():
             line += " | " + " ".join(f"{n}:{r[n]['max_abs']:.1e}/{r[n]['rel_rms']:.1e}" for n in r if isinstance(r[n], dict))
         print(line, flush=True)
         results.append(r)
-    os.environ.pop("ENGRAM_GDR_VB", None)
+    for n in knobs:
+        os.environ.pop(n, None)
     errs = check_errors(dev)
     for n, m in errs.items():
         print("error case", n, "->", m)

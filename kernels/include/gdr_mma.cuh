@@ -1,0 +1,121 @@
+// Warp-level tensor-core helpers (mma.sync m16n8k16 + ldmatrix) for the register-resident scans
+// (gdr_scan_mma.cu). Fragment layouts, with g = lane / 4 and t = lane % 4:
+//   A (16x16, row-major):  a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
+//   B (16x8, "col"):       b0 = (k 2t..2t+1, n g), b1 = (k 2t+8.., n g)
+//   C (16x8, fp32):        c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..2t+1)
+// The accumulator of a 16x8 tile pair holds, per thread, exactly the elements the A fragment of
+// the same 16x16 block and the B fragments of its transpose need, so a state kept as a fp32
+// accumulator feeds the next products without a trip through shared memory.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+namespace engram {
+namespace gdr {
+namespace mma {
+
+template <class T> __device__ __forceinline__ uint32_t pack(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+// Exact negation of both halves (sign bits).
+__device__ __forceinline__ uint32_t neg2(uint32_t x) { return x ^ 0x80008000u; }
+
+template <class T> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                                    uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                             uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void* p) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void* p) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+// The 16x16 A fragment at (m0, k0) of a row-major [M x K] smem matrix (leading dimension ld).
+template <class T>
+__device__ __forceinline__ void load_a(uint32_t a[4], const T* s, int ld, int m0, int k0) {
+  const int l = threadIdx.x & 31, m = l >> 3;
+  ldsm_x4(a, s + (m0 + (l & 7) + (m & 1) * 8) * ld + k0 + (m >> 1) * 8);
+}
+// The A fragment at (m0, k0) of op(A) = X^T where X is a row-major [K x M] smem matrix.
+template <class T>
+__device__ __forceinline__ void load_a_t(uint32_t a[4], const T* s, int ld, int m0, int k0) {
+  const int l = threadIdx.x & 31, m = l >> 3;
+  ldsm_x4_t(a, s + (k0 + (l & 7) + (m >> 1) * 8) * ld + m0 + (m & 1) * 8);
+}
+// B fragments of two n-tiles (n0 and n0 + 8) over k0..k0+15, when B^T is stored row-major
+// [N x K] (n-major): b[0], b[1] for tile n0; b[2], b[3] for tile n0 + 8.
+template <class T>
+__device__ __forceinline__ void load_b_nmajor(uint32_t b[4], const T* s, int ld, int k0, int n0) {
+  const int l = threadIdx.x & 31, m = l >> 3;
+  ldsm_x4(b, s + (n0 + (l & 7) + (m >> 1) * 8) * ld + k0 + (m & 1) * 8);
+}
+// Same when B is stored row-major [K x N] (k-major).
+template <class T>
+__device__ __forceinline__ void load_b_kmajor(uint32_t b[4], const T* s, int ld, int k0, int n0) {
+  const int l = threadIdx.x & 31, m = l >> 3;
+  ldsm_x4_t(b, s + (k0 + (l & 7) + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
+}
+
+// A fragments (16 rows x 16k per step) of a fp32 accumulator whose n8 tiles 2s, 2s+1 form k-step s.
+template <class T>
+__device__ __forceinline__ void acc_to_a(uint32_t a[4], const float c0[4], const float c1[4]) {
+  a[0] = pack<T>(c0[0], c0[1]);
+  a[1] = pack<T>(c0[2], c0[3]);
+  a[2] = pack<T>(c1[0], c1[1]);
+  a[3] = pack<T>(c1[2], c1[3]);
+}
+
+}  // namespace mma
+}  // namespace gdr
+}  // namespace engram
+
+namespace engram {
+namespace gdr {
+namespace mma {
+
+// Software pipeline over N fragment loads of 4 registers each: load i + D is issued before the
+// products of load i, so ldmatrix latency overlaps the tensor-core work (the warp issues in
+// order; without this every product would wait for its own load).
+template <int N, int D, class Load, class Use>
+__device__ __forceinline__ void pipeline(Load load, Use use) {
+  uint32_t f[D + 1][4];
+#pragma unroll
+  for (int i = 0; i < D && i < N; ++i) load(i, f[i]);
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    if (i + D < N) load(i + D, f[(i + D) % (D + 1)]);
+    use(i, f[i % (D + 1)]);
+  }
+}
+
+}  // namespace mma
+}  // namespace gdr
+}  // namespace engram

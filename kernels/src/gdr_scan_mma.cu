@@ -1,0 +1,413 @@
+// The sequential passes (forward and backward) for 16-bit inputs with the state in registers.
+//
+// One warp owns 16 columns of V and keeps its slice of the fp32 state S^T [16 x K] as mma
+// accumulators for the whole sequence; a block of NW warps covers 16*NW columns and shares one
+// double-buffered copy of the chunk's inputs in shared memory (cp.async, one barrier per chunk).
+// Per chunk, with g = lane/4 rows of the accumulators being V columns:
+//   forward:  X^T = u^T - S^T w^T,  O = scale (qg S + Aqk X),  S^T <- e^{G_last} S^T + X^T kt
+//   backward: dX^T = scale dO^T Aqk + dS^T kt^T,  dS^T <- e^{G_last} dS^T + scale dO^T qg - dX^T w
+// (the same equations as gdr_fwd_scan.cu / gdr_bwd_scan.cu, with the same roundings: the state
+// and X are rounded to the input type before they enter a product). S^T and X^T accumulators
+// are reused directly as A fragments (and their transposes as B fragments), so the only
+// shared-memory traffic is the chunk's inputs.
+#include <c10/util/Exception.h>
+#include <c10/cuda/CUDAException.h>
+#include <cstdlib>
+#include <string>
+#include "gdr.h"
+#include "gdr_common.cuh"
+#include "gdr_mma.cuh"
+
+namespace engram {
+namespace gdr {
+namespace {
+
+using namespace mma;
+constexpr int kMaxWarps = 8;
+
+// Shared memory of one chunk buffer (offsets in bytes); `e` is the per-V-column tile (u or dO).
+template <int K>
+struct MmaLayout {
+  static constexpr int LDK = K + 8, LDC = kC + 8;
+  int ldv;
+  size_t q, k, w, a, e, g, buf, total;
+  __host__ __device__ MmaLayout(int vblk) {
+    ldv = vblk + 8;
+    SmemPlan s;
+    q = s.take(2 * kC * LDK);
+    k = s.take(2 * kC * LDK);
+    w = s.take(2 * kC * LDK);
+    a = s.take(2 * kC * LDC);
+    e = s.take(2 * kC * ldv);
+    g = s.take(4 * kC);
+    buf = s.off;
+    total = 2 * buf;  // the launcher adds a third buffer when it fits
+  }
+};
+
+// Block-wide cp.async of a rows x (VPR * 16 bytes) tile; rows >= valid are zero-filled. VPR is
+// a power of two (lvpr its log2), so the index split is two shifts.
+template <class T>
+__device__ __forceinline__ void copy_tile(T* s, int lds, const T* g, int64_t gstride, int rows, int lvpr, int valid) {
+  constexpr int VEC = 16 / sizeof(T);
+  const int vpr = 1 << lvpr;
+  for (int i = threadIdx.x; i < rows << lvpr; i += blockDim.x) {
+    const int r = i >> lvpr, c = (i & (vpr - 1)) * VEC;
+    const bool ok = r < valid;
+    cp_async16(s + r * lds + c, g + (ok ? (int64_t)r * gstride + c : 0), ok);
+  }
+}
+
+__host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x >> 1); }
+
+template <class T, int K>
+__device__ __forceinline__ void fetch(const Params& p, const MmaLayout<K>& L, unsigned char* buf, int64_t bh,
+                                      int64_t b, int hh, int v0, int lvb, int c, bool bwd) {
+  constexpr int LK = ilog2(K * (int)sizeof(T) / 16), LC = ilog2(kC * (int)sizeof(T) / 16);
+  const int64_t cidx = bh * p.NT + c;
+  copy_tile(reinterpret_cast<T*>(buf + L.q), L.LDK, static_cast<const T*>(p.qg) + cidx * kC * K, K, kC, LK, kC);
+  copy_tile(reinterpret_cast<T*>(buf + L.k), L.LDK, static_cast<const T*>(p.kt) + cidx * kC * K, K, kC, LK, kC);
+  copy_tile(reinterpret_cast<T*>(buf + L.w), L.LDK, static_cast<const T*>(p.w) + cidx * kC * K, K, kC, LK, kC);
+  copy_tile(reinterpret_cast<T*>(buf + L.a), L.LDC, static_cast<const T*>(p.Aqk) + cidx * kC * kC, kC, kC, LC, kC);
+  if (bwd) {
+    const int t0 = c * kC;
+    const int64_t row0 = (b * p.T + t0) * p.H + hh;
+    copy_tile(reinterpret_cast<T*>(buf + L.e), L.ldv, static_cast<const T*>(p.dO) + row0 * p.V + v0,
+              (int64_t)p.H * p.V, kC, lvb, min(kC, p.T - t0));
+  } else {
+    copy_tile(reinterpret_cast<T*>(buf + L.e), L.ldv, static_cast<const T*>(p.u) + cidx * kC * p.V + v0, p.V, kC,
+              lvb, kC);
+  }
+  if (threadIdx.x < kC / 4) cp_async16(buf + L.g + 16 * threadIdx.x, p.gc + cidx * kC + 4 * threadIdx.x, true);
+}
+
+// Stores a warp's [16 v x n] fp32 accumulator (n8 tiles along n) transposed, as T, into a
+// row-major [n x V] destination at column v0: dst[(n) * ld + v].
+template <class T, int NT8>
+__device__ __forceinline__ void store_acc_t(T* dst, int64_t ld, const float (*acc)[4]) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j) {
+    const int n = j * 8 + 2 * t;
+    dst[(int64_t)n * ld + g] = from_f<T>(acc[j][0]);
+    dst[(int64_t)(n + 1) * ld + g] = from_f<T>(acc[j][1]);
+    dst[(int64_t)n * ld + g + 8] = from_f<T>(acc[j][2]);
+    dst[(int64_t)(n + 1) * ld + g + 8] = from_f<T>(acc[j][3]);
+  }
+}
+
+template <class T, int K, int ST>
+__global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
+  constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int nw = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int vblk = 16 * nw, nvb = p.V / vblk;
+  const int64_t bh = blockIdx.x / nvb;
+  const int v0 = (int)(blockIdx.x % nvb) * vblk, vw = 16 * warp;  // block's and warp's first column
+  const int hh = (int)(bh % p.H);
+  const int64_t b = bh / p.H;
+  const MmaLayout<K> L(vblk);
+  const int V = p.V, H = p.H, NT = p.NT;
+
+  float S[KT][4];  // S^T: rows v = g, g+8 of this warp's columns; cols k = 8j + 2t, +1
+  const int64_t st0 = bh * K * V + v0 + vw;
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    S[j][0] = p.h0 ? p.h0[st0 + (int64_t)k * V + g] : 0.f;
+    S[j][1] = p.h0 ? p.h0[st0 + (int64_t)(k + 1) * V + g] : 0.f;
+    S[j][2] = p.h0 ? p.h0[st0 + (int64_t)k * V + g + 8] : 0.f;
+    S[j][3] = p.h0 ? p.h0[st0 + (int64_t)(k + 1) * V + g + 8] : 0.f;
+  }
+  const int lvb = ilog2(vblk * (int)sizeof(T) / 16);
+  // ST-stage ring: chunk n lives in buffer n % ST and is requested ST - 1 chunks ahead
+#pragma unroll
+  for (int n = 0; n < ST - 1; ++n) {
+    if (n < NT) fetch<T, K>(p, L, smem + n * L.buf, bh, b, hh, v0, lvb, n, false);
+    cp_commit();
+  }
+  for (int c = 0; c < NT; ++c) {
+    cp_wait<ST - 2>();
+    __syncthreads();  // chunk c visible; every warp is done with chunk c-1's buffer
+    if (c + ST - 1 < NT) fetch<T, K>(p, L, smem + ((c + ST - 1) % ST) * L.buf, bh, b, hh, v0, lvb, c + ST - 1, false);
+    cp_commit();
+    const unsigned char* cur = smem + (c % ST) * L.buf;
+    const T* qS = reinterpret_cast<const T*>(cur + L.q);
+    const T* kS = reinterpret_cast<const T*>(cur + L.k);
+    const T* wS = reinterpret_cast<const T*>(cur + L.w);
+    const T* aS = reinterpret_cast<const T*>(cur + L.a);
+    const T* uS = reinterpret_cast<const T*>(cur + L.e);
+    const float Gam = __expf(reinterpret_cast<const float*>(cur + L.g)[kC - 1]);
+    const int64_t cidx = bh * NT + c;
+    const int t0 = c * kC, Lc = min(kC, p.T - t0);
+
+    uint32_t SA[KS][4];  // S^T rounded to T, as A fragments (and, transposed, S's B fragments)
+#pragma unroll
+    for (int s = 0; s < KS; ++s) acc_to_a<T>(SA[s], S[2 * s], S[2 * s + 1]);
+    if (p.save) store_acc_t<T, KT>(static_cast<T*>(p.h) + cidx * K * V + v0 + vw, V, S);
+
+    // X^T = u^T - S^T w^T
+    float X[CT][4];
+#pragma unroll
+    for (int j = 0; j < CT; ++j) X[j][0] = X[j][1] = X[j][2] = X[j][3] = 0.f;
+    pipeline<KS * CT / 2, 3>(
+        [&](int i, uint32_t* f) { load_b_nmajor(f, wS, L.LDK, 16 * (i / (CT / 2)), 16 * (i % (CT / 2))); },
+        [&](int i, const uint32_t* f) {
+          const int s = i / (CT / 2), jj = i % (CT / 2);
+          mma16816<T>(X[2 * jj], SA[s], f[0], f[1]);
+          mma16816<T>(X[2 * jj + 1], SA[s], f[2], f[3]);
+        });
+#pragma unroll
+    for (int j = 0; j < CT; ++j) {
+      const int r = 8 * j + 2 * t, col = vw + g;
+      X[j][0] = to_f(uS[r * L.ldv + col]) - X[j][0];
+      X[j][1] = to_f(uS[(r + 1) * L.ldv + col]) - X[j][1];
+      X[j][2] = to_f(uS[r * L.ldv + col + 8]) - X[j][2];
+      X[j][3] = to_f(uS[(r + 1) * L.ldv + col + 8]) - X[j][3];
+    }
+    uint32_t XA[CS][4];
+#pragma unroll
+    for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+    if (p.save) store_acc_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, X);
+
+    // O = qg S + Aqk X  (rows c, cols v); B fragments of S and X come from SA and XA
+    float O[CS][2][4];
+#pragma unroll
+    for (int mt = 0; mt < CS; ++mt)
+#pragma unroll
+      for (int n = 0; n < 2; ++n) O[mt][n][0] = O[mt][n][1] = O[mt][n][2] = O[mt][n][3] = 0.f;
+    pipeline<CS * KS, 3>([&](int i, uint32_t* f) { load_a(f, qS, L.LDK, 16 * (i / KS), 16 * (i % KS)); },
+                         [&](int i, const uint32_t* f) {
+                           const int mt = i / KS, s = i % KS;
+                           mma16816<T>(O[mt][0], f, SA[s][0], SA[s][2]);
+                           mma16816<T>(O[mt][1], f, SA[s][1], SA[s][3]);
+                         });
+    pipeline<CS * CS, 3>([&](int i, uint32_t* f) { load_a(f, aS, L.LDC, 16 * (i / CS), 16 * (i % CS)); },
+                         [&](int i, const uint32_t* f) {
+                           const int mt = i / CS, s = i % CS;
+                           mma16816<T>(O[mt][0], f, XA[s][0], XA[s][2]);
+                           mma16816<T>(O[mt][1], f, XA[s][1], XA[s][3]);
+                         });
+    T* o = static_cast<T*>(p.o) + ((b * p.T + t0) * H + hh) * V + v0 + vw;
+#pragma unroll
+    for (int mt = 0; mt < CS; ++mt)
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int hlf = 0; hlf < 2; ++hlf) {
+          const int r = 16 * mt + g + 8 * hlf;
+          if (r < Lc) {
+            const uint32_t v = pack<T>(p.scale * O[mt][n][2 * hlf], p.scale * O[mt][n][2 * hlf + 1]);
+            *reinterpret_cast<uint32_t*>(o + (int64_t)r * H * V + 8 * n + 2 * t) = v;
+          }
+        }
+
+    // S^T <- Gam S^T + X^T kt
+#pragma unroll
+    for (int j = 0; j < KT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S[j][e] *= Gam;
+    pipeline<CS * KT / 2, 3>(
+        [&](int i, uint32_t* f) { load_b_kmajor(f, kS, L.LDK, 16 * (i / (KT / 2)), 16 * (i % (KT / 2))); },
+        [&](int i, const uint32_t* f) {
+          const int s = i / (KT / 2), jj = i % (KT / 2);
+          mma16816<T>(S[2 * jj], XA[s], f[0], f[1]);
+          mma16816<T>(S[2 * jj + 1], XA[s], f[2], f[3]);
+        });
+  }
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    p.ht[st0 + (int64_t)k * V + g] = S[j][0];
+    p.ht[st0 + (int64_t)(k + 1) * V + g] = S[j][1];
+    p.ht[st0 + (int64_t)k * V + g + 8] = S[j][2];
+    p.ht[st0 + (int64_t)(k + 1) * V + g + 8] = S[j][3];
+  }
+}
+
+template <class T, int K, int ST>
+__global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
+  constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int nw = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int vblk = 16 * nw, nvb = p.V / vblk;
+  const int64_t bh = blockIdx.x / nvb;
+  const int v0 = (int)(blockIdx.x % nvb) * vblk, vw = 16 * warp;
+  const int hh = (int)(bh % p.H);
+  const int64_t b = bh / p.H;
+  const MmaLayout<K> L(vblk);
+  const int V = p.V, NT = p.NT;
+
+  float D[KT][4];  // dS^T
+  const int64_t st0 = bh * K * V + v0 + vw;
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    D[j][0] = p.dht ? p.dht[st0 + (int64_t)k * V + g] : 0.f;
+    D[j][1] = p.dht ? p.dht[st0 + (int64_t)(k + 1) * V + g] : 0.f;
+    D[j][2] = p.dht ? p.dht[st0 + (int64_t)k * V + g + 8] : 0.f;
+    D[j][3] = p.dht ? p.dht[st0 + (int64_t)(k + 1) * V + g + 8] : 0.f;
+  }
+  const int lvb = ilog2(vblk * (int)sizeof(T) / 16);
+  // as the forward, in reverse: the n-th chunk processed (c = NT - 1 - n) lives in buffer n % ST
+#pragma unroll
+  for (int n = 0; n < ST - 1; ++n) {
+    if (n < NT) fetch<T, K>(p, L, smem + n * L.buf, bh, b, hh, v0, lvb, NT - 1 - n, true);
+    cp_commit();
+  }
+  for (int n = 0; n < NT; ++n) {
+    const int c = NT - 1 - n;
+    cp_wait<ST - 2>();
+    __syncthreads();
+    if (n + ST - 1 < NT) fetch<T, K>(p, L, smem + ((n + ST - 1) % ST) * L.buf, bh, b, hh, v0, lvb, c - (ST - 1), true);
+    cp_commit();
+    const unsigned char* cur = smem + (n % ST) * L.buf;
+    const T* qS = reinterpret_cast<const T*>(cur + L.q);
+    const T* kS = reinterpret_cast<const T*>(cur + L.k);
+    const T* wS = reinterpret_cast<const T*>(cur + L.w);
+    const T* aS = reinterpret_cast<const T*>(cur + L.a);
+    const T* dS = reinterpret_cast<const T*>(cur + L.e);
+    const float Gam = __expf(reinterpret_cast<const float*>(cur + L.g)[kC - 1]);
+    const int64_t cidx = bh * NT + c;
+
+    uint32_t DA[KS][4];
+#pragma unroll
+    for (int s = 0; s < KS; ++s) acc_to_a<T>(DA[s], D[2 * s], D[2 * s + 1]);
+    store_acc_t<T, KT>(static_cast<T*>(p.dh) + cidx * K * V + v0 + vw, V, D);
+    uint32_t OA[CS][4];  // dO^T (rows v, cols c) as A fragments
+#pragma unroll
+    for (int s = 0; s < CS; ++s) load_a_t(OA[s], dS, L.ldv, vw, 16 * s);
+
+    // dX^T = scale dO^T Aqk + dS^T kt^T
+    float X[CT][4];
+#pragma unroll
+    for (int j = 0; j < CT; ++j) X[j][0] = X[j][1] = X[j][2] = X[j][3] = 0.f;
+    pipeline<CS * CT / 2, 3>(
+        [&](int i, uint32_t* f) { load_b_kmajor(f, aS, L.LDC, 16 * (i / (CT / 2)), 16 * (i % (CT / 2))); },
+        [&](int i, const uint32_t* f) {
+          const int s = i / (CT / 2), jj = i % (CT / 2);
+          mma16816<T>(X[2 * jj], OA[s], f[0], f[1]);
+          mma16816<T>(X[2 * jj + 1], OA[s], f[2], f[3]);
+        });
+#pragma unroll
+    for (int j = 0; j < CT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) X[j][e] *= p.scale;
+    pipeline<KS * CT / 2, 3>(
+        [&](int i, uint32_t* f) { load_b_nmajor(f, kS, L.LDK, 16 * (i / (CT / 2)), 16 * (i % (CT / 2))); },
+        [&](int i, const uint32_t* f) {
+          const int s = i / (CT / 2), jj = i % (CT / 2);
+          mma16816<T>(X[2 * jj], DA[s], f[0], f[1]);
+          mma16816<T>(X[2 * jj + 1], DA[s], f[2], f[3]);
+        });
+    uint32_t XA[CS][4];  // -dX^T rounded to T
+#pragma unroll
+    for (int s = 0; s < CS; ++s) {
+      acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) XA[s][e] = neg2(XA[s][e]);
+    }
+    store_acc_t<T, CT>(static_cast<T*>(p.dX) + cidx * kC * V + v0 + vw, V, X);
+
+    // dS^T <- Gam dS^T - dX^T w + scale dO^T qg (the scaled term two n8 tiles at a time)
+#pragma unroll
+    for (int j = 0; j < KT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) D[j][e] *= Gam;
+    pipeline<CS * KT / 2, 3>(
+        [&](int i, uint32_t* f) { load_b_kmajor(f, wS, L.LDK, 16 * (i / (KT / 2)), 16 * (i % (KT / 2))); },
+        [&](int i, const uint32_t* f) {
+          const int s = i / (KT / 2), jj = i % (KT / 2);
+          mma16816<T>(D[2 * jj], XA[s], f[0], f[1]);
+          mma16816<T>(D[2 * jj + 1], XA[s], f[2], f[3]);
+        });
+    float P0[4], P1[4];
+    pipeline<KT / 2 * CS, 3>(
+        [&](int i, uint32_t* f) { load_b_kmajor(f, qS, L.LDK, 16 * (i % CS), 16 * (i / CS)); },
+        [&](int i, const uint32_t* f) {
+          const int jj = i / CS, s = i % CS;
+          if (s == 0)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) P0[e] = P1[e] = 0.f;
+          mma16816<T>(P0, OA[s], f[0], f[1]);
+          mma16816<T>(P1, OA[s], f[2], f[3]);
+          if (s == CS - 1)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              D[2 * jj][e] += p.scale * P0[e];
+              D[2 * jj + 1][e] += p.scale * P1[e];
+            }
+        });
+  }
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    p.dh0[st0 + (int64_t)k * V + g] = D[j][0];
+    p.dh0[st0 + (int64_t)(k + 1) * V + g] = D[j][1];
+    p.dh0[st0 + (int64_t)k * V + g + 8] = D[j][2];
+    p.dh0[st0 + (int64_t)(k + 1) * V + g + 8] = D[j][3];
+  }
+}
+
+// Warps per block: up to 4 (64 columns of V). Measured on the H100 (docs/kernels.md): 8 warps
+// per block (whole heads, no re-read of the chunk inputs) lose to 4 at every benchmark shape,
+// 1-2 warps lose by up to 2.8x. ENGRAM_GDR_NW forces a count (tests cover several).
+int pick_warps(const Params& p) {
+  int nw = 1;
+  while (nw < 4 && (p.V / 16) % (2 * nw) == 0) nw *= 2;
+  if (const char* e = std::getenv("ENGRAM_GDR_NW")) {
+    const int want = std::atoi(e);
+    TORCH_CHECK(want >= 1 && want <= kMaxWarps && (p.V / 16) % want == 0, "ENGRAM_GDR_NW=", e,
+                " is not usable with V=", p.V);
+    nw = want;
+  }
+  return nw;
+}
+
+template <class T, int K, int ST>
+void launch(const Params& p, cudaStream_t s, bool bwd, int nw, size_t smem) {
+  const int64_t blocks = (int64_t)p.B * p.H * (p.V / (16 * nw));
+  TORCH_CHECK(blocks < (int64_t)INT32_MAX, "gdr scan: too many blocks");
+  auto kern = bwd ? bwd_scan_mma<T, K, ST> : fwd_scan_mma<T, K, ST>;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  kern<<<(unsigned)blocks, 32 * nw, smem, s>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <class T, int K>
+bool run(const Params& p, cudaStream_t s, bool bwd) {
+  int dev = 0, maxs = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&maxs, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const int nw = pick_warps(p);
+  const MmaLayout<K> L(16 * nw);
+  // Two buffers: a third (ENGRAM_GDR_STAGES=3) measured no faster at any benchmark shape (the
+  // scans are bound by each warp's instruction issue, not by load latency) and costs occupancy.
+  int stages = 2;
+  if (const char* e = std::getenv("ENGRAM_GDR_STAGES")) stages = std::atoi(e) == 3 ? 3 : 2;
+  if ((size_t)stages * L.buf > (size_t)maxs) return false;
+  if (stages == 3) launch<T, K, 3>(p, s, bwd, nw, 3 * L.buf);
+  else launch<T, K, 2>(p, s, bwd, nw, 2 * L.buf);
+  return true;
+}
+
+template <class T>
+bool dispatch(const Params& p, cudaStream_t s, bool bwd) {
+  switch (p.K) {
+    case 64: return run<T, 64>(p, s, bwd);
+    case 128: return run<T, 128>(p, s, bwd);
+    default: return false;
+  }
+}
+
+}  // namespace
+
+bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd) {
+  if (dt == kF32 || p.V % 16 != 0) return false;
+  if (const char* e = std::getenv("ENGRAM_GDR_SCAN"))
+    if (std::string(e) == "smem") return false;
+  return dt == kBF16 ? dispatch<__nv_bfloat16>(p, s, bwd) : dispatch<__half>(p, s, bwd);
+}
+
+}  // namespace gdr
+}  // namespace engram

@@ -1,0 +1,61 @@
+"""Times engram's kernel under several launch settings (environment knobs), bf16, no fla.
+
+    python3 scripts/gpu/gdr_sweep.py --lib .bundle/kernels/libengram_kernels.so \
+        --shapes "1,16384,16,128,128;2,8192,16,128,128" --env "ENGRAM_GDR_NW=1;ENGRAM_GDR_NW=2"
+
+Each --env entry is a comma-separated list of NAME=VALUE pairs; "" is the default choice.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gdr_check import bench, make_inputs, run_ours  # noqa: E402
+
+KNOBS = ("ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_VB", "ENGRAM_GDR_STAGES")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lib", default=".bundle/kernels/libengram_kernels.so")
+    ap.add_argument("--shapes", default="8,2048,16,128,128;1,16384,16,128,128")
+    ap.add_argument("--env", default=";ENGRAM_GDR_NW=1;ENGRAM_GDR_NW=2;ENGRAM_GDR_NW=4;ENGRAM_GDR_NW=8")
+    args = ap.parse_args()
+    torch.ops.load_library(args.lib)
+    dev = torch.device("cuda")
+    print("| shape | setting | fwd ms | fwd+bwd ms |\n|---|---|---|---|")
+    for spec in args.shapes.split(";"):
+        B, T, H, K, V = map(int, spec.split(","))
+        q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, dev, with_h0=False)
+        do = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
+        leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
+
+        def f():
+            with torch.no_grad():
+                run_ours(q, k, v, g, beta, None, K ** -0.5, False)
+
+        def fb():
+            o, _ = run_ours(*leaves, None, K ** -0.5, False)
+            o.backward(do)
+            for x in leaves:
+                x.grad = None
+
+        for setting in args.env.split(";"):
+            for n in KNOBS:
+                os.environ.pop(n, None)
+            for kv in filter(None, setting.split(",")):
+                n, val = kv.split("=")
+                os.environ[n] = val
+            try:
+                tf, tb = bench(f, 20), bench(fb, 10)
+                print(f"| {spec} | {setting or 'default'} | {tf:.3f} | {tb:.3f} |", flush=True)
+            except RuntimeError as e:
+                print(f"| {spec} | {setting} | error: {str(e).splitlines()[0][:100]} | |", flush=True)
+    for n in KNOBS:
+        os.environ.pop(n, None)
+
+
+if __name__ == "__main__":
+    main()
