@@ -18,10 +18,22 @@
 //!                        int64_t chunk, int32_t want_final_state,
 //!                        at::Tensor** out_o, at::Tensor** out_state_or_null,
 //!                        char* err, size_t err_len);
+//! int engram_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs,
+//!                        at::Tensor** exp_avg_sqs, at::Tensor** steps, int n, double lr,
+//!                        double beta1, double beta2, double weight_decay, double eps,
+//!                        char* err, size_t err_len);
+//! int engram_clip_grad_norm(at::Tensor** grads, size_t n, double max_norm,
+//!                           at::Tensor** out_total, char* err, size_t err_len);
 //! ```
 //! `engram_gdr_forward` computes the standard gated delta rule (log-space `g`), returns an
 //! `o` that carries a hand-written CUDA backward (a `torch::autograd::Function`), and is
-//! differentiable with respect to q, k, v, g, beta and h0.
+//! differentiable with respect to q, k, v, g, beta and h0. `engram_fused_adamw`
+//! ([`crate::ops::fused_adamw`]) is libtorch's `_fused_adamw_`; `engram_clip_grad_norm`
+//! ([`crate::ops::clip_grad_norm`]) is PyTorch's foreach `clip_grad_norm_` (`_foreach_norm`,
+//! `_foreach_mul_`), returning the pre-clip norm as a new 0-dim f32 device tensor. Symbols added
+//! after the first release are looked up lazily, so an older library without them still loads
+//! and those ops take their tch paths. The distributed entry points (`engram_dist_*`, in
+//! `kernels/src/dist.cpp`) are called from [`crate::distributed`].
 
 use crate::{Error, Result};
 use std::ffi::{c_char, CStr};

@@ -79,33 +79,14 @@ impl AdamW {
         }
     }
 
-    /// Global L2 norm of the gradients; when above `max_norm` (> 0) they are scaled down to it.
-    /// Returns the norm before clipping.
-    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        let norms: Vec<Tensor> = self
-            .slots
-            .iter()
-            .filter_map(|s| {
-                let g = s.param.grad();
-                g.defined().then(|| g.to_kind(Kind::Float).square().sum(Kind::Float))
-            })
-            .collect();
-        if norms.is_empty() {
-            return 0.0;
-        }
-        let total = Tensor::stack(&norms, 0).sum(Kind::Float).sqrt().double_value(&[]);
-        if max_norm > 0.0 && total > max_norm {
-            let f = max_norm / (total + 1e-6);
-            tch::no_grad(|| {
-                for s in &self.slots {
-                    let mut g = s.param.grad();
-                    if g.defined() {
-                        let _ = g.g_mul_scalar_(f);
-                    }
-                }
-            });
-        }
-        total
+    /// Global L2 norm of the gradients; when `max_norm > 0` they are multiplied by
+    /// `min(max_norm / (norm + 1e-6), 1)`, as `torch.nn.utils.clip_grad_norm_`. Returns the norm
+    /// before clipping as a 0-dim f32 tensor on the parameters' device (a CPU zero when no
+    /// gradient is defined) and never waits for the GPU: read it (`double_value`) only when it is
+    /// logged. See [`engram_core::ops::clip_grad_norm`].
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<Tensor> {
+        let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect();
+        Ok(engram_core::ops::clip_grad_norm(&grads, max_norm)?)
     }
 
     /// One AdamW update with learning rate `lr`: libtorch's fused multi-tensor kernel on CUDA when
@@ -247,10 +228,19 @@ mod tests {
         }
         let gb: Vec<f32> = Vec::try_from(&b).unwrap();
         assert!((gb[0] as f64 - 0.99).abs() < 1e-5, "no decay on vectors: {gb:?}");
-        let before = opt.clip_grad_norm(0.0);
-        assert!(before > 0.0);
-        opt.clip_grad_norm(0.5);
-        assert!((opt.clip_grad_norm(0.0) - 0.5).abs() < 1e-3);
+        // Gradients: w → [1, -1, 2, -2], b → [3, 3]; global norm √28.
+        let before = opt.clip_grad_norm(0.0).unwrap();
+        assert_eq!((before.dim(), before.kind()), (0, Kind::Float));
+        assert!((before.double_value(&[]) - 28f64.sqrt()).abs() < 1e-5);
+        let clipped = opt.clip_grad_norm(0.5).unwrap().double_value(&[]);
+        assert!((clipped - 28f64.sqrt()).abs() < 1e-5, "returns the norm before clipping");
+        assert!((opt.clip_grad_norm(0.0).unwrap().double_value(&[]) - 0.5).abs() < 1e-5);
+        let bg: Vec<f32> = Vec::try_from(b.grad()).unwrap();
+        assert!((bg[0] as f64 - 3.0 * 0.5 / 28f64.sqrt()).abs() < 1e-5, "every gradient scaled alike: {bg:?}");
+        // Below the threshold nothing changes; with no gradient the norm is zero.
+        assert!((opt.clip_grad_norm(10.0).unwrap().double_value(&[]) - 0.5).abs() < 1e-5);
+        let empty = AdamW::new(&nn::VarStore::new(Device::Cpu), AdamWConfig::default()).clip_grad_norm(1.0).unwrap();
+        assert_eq!(empty.double_value(&[]), 0.0);
     }
 
     #[test]

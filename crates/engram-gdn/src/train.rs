@@ -2,6 +2,10 @@
 //! master weights with bf16 activations on GPUs, warmup + cosine, clipping, gradient
 //! accumulation, the optional retrieval → memory-gym → LM curriculum, JSONL metrics, a loss-curve
 //! PNG and resumable checkpoints.
+//!
+//! Ordinary steps never wait for the GPU: step losses and the gradient norm stay device tensors
+//! and are read to the host only on steps that log, evaluate or checkpoint (and the last one), so
+//! a diverged run stops at the latest at the next such step ([`TrainConfig::log_every`]).
 
 use crate::checkpoint;
 use crate::config::HybridConfig;
@@ -107,6 +111,12 @@ pub struct TrainConfig {
     #[serde(default = "d_eval_batches")]
     pub eval_batches: u64,
     /// Metrics line every N steps. Default 10.
+    ///
+    /// Step losses and the gradient norm stay on the device and are read to the host only on
+    /// steps that log, evaluate (`eval_every`, the end of the gym phase) or checkpoint, and on the
+    /// last step, so the GPU is not waited for every step. A non-finite loss therefore stops the
+    /// run at the latest at the next such step (with the step where it first appeared), not at
+    /// the step itself; no checkpoint or evaluation sees the diverged weights.
     #[serde(default = "d_log")]
     pub log_every: u64,
     /// Checkpoint every N steps besides the final one (0 = final only). Default 0.
@@ -391,6 +401,8 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
 
     let t0 = Instant::now();
     let mut tokens_done: u64 = 0;
+    // Step losses not yet read to the host (see `TrainConfig::log_every`): (step, 0-dim loss).
+    let mut pending: Vec<(u64, Tensor)> = Vec::new();
     let (mut window_loss, mut window_n) = (0.0, 0u64);
     let mut last_train_loss = f64::NAN;
     let mut train_curve: Vec<(f64, f64)> = Vec::new();
@@ -404,7 +416,8 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         let phase = phase_of(step, tc.curriculum.as_ref());
         let lr = warmup_cosine(step, tc.warmup_steps, tc.steps, tc.lr, tc.min_lr_ratio);
         opt.zero_grad();
-        let mut step_loss = 0.0;
+        // The step's mean loss, accumulated on the device (no sync per micro-batch).
+        let mut step_loss: Option<Tensor> = None;
         for micro in 0..tc.grad_accum {
             // Each rank draws its own batches; with one rank this is the single-process stream.
             let draw = (step * tc.grad_accum + micro) * world + rank;
@@ -419,21 +432,22 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             tokens_done += x.numel() as u64 * world;
             let loss = lm_loss(&model.forward(&x)?, &y);
             (&loss / tc.grad_accum as f64).backward();
-            step_loss += loss.double_value(&[]) / tc.grad_accum as f64;
+            let part = loss.detach() / tc.grad_accum as f64;
+            step_loss = Some(match step_loss {
+                Some(acc) => acc + part,
+                None => part,
+            });
         }
+        let mut step_loss = step_loss.expect("grad_accum ≥ 1 (validated)");
         if let Some(g) = &opts.group {
             g.average_gradients(&trainable, 25 << 20)?;
-            let mut l = Tensor::from_slice(&[step_loss]).to_device(dev);
-            g.all_reduce_mean(&mut [&mut l])?;
-            step_loss = l.double_value(&[0]);
+            // Every rank gets the same mean loss, so all of them stop at the same step when it
+            // is non-finite.
+            g.all_reduce_mean(&mut [&mut step_loss])?;
         }
-        if !step_loss.is_finite() {
-            return Err(GdnError::Input(format!("training diverged at step {step}: loss {step_loss}")));
-        }
-        let gnorm = opt.clip_grad_norm(tc.grad_clip);
+        let gnorm = opt.clip_grad_norm(tc.grad_clip)?;
         opt.step(lr)?;
-        window_loss += step_loss;
-        window_n += 1;
+        pending.push((step, step_loss));
         let done = step + 1;
         let elapsed = t0.elapsed().as_secs_f64();
         let tps = tokens_done as f64 / elapsed.max(1e-9);
@@ -443,36 +457,53 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             None => "lm",
         };
         pb.set_position(done);
-        pb.set_message(format!("{phase_name} loss {step_loss:.3} | {tps:.0} tok/s"));
-        if done % tc.log_every.max(1) == 0 || done == tc.steps {
+        let log_now = done % tc.log_every.max(1) == 0 || done == tc.steps;
+        let gym_end = tc.curriculum.as_ref().map(|c| c.retrieval_steps + c.gym_steps);
+        let gym_eval_now = tc.curriculum.as_ref().is_some_and(|c| c.gym_steps > 0) && gym_end == Some(done);
+        let eval_now = (tc.eval_every > 0 && done % tc.eval_every == 0) || done == tc.steps;
+        // On every rank alike (not only the lead, which writes it), so ranks stop together.
+        let checkpoint_now = (tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || done == tc.steps;
+        if log_now || gym_eval_now || eval_now || checkpoint_now {
+            // One device→host read for all the steps since the last read.
+            let losses: Vec<f64> = Vec::try_from(
+                Tensor::stack(&pending.iter().map(|(_, l)| l.reshape([])).collect::<Vec<_>>(), 0)
+                    .to_kind(Kind::Double)
+                    .to_device(Device::Cpu),
+            )?;
+            if let Some(((bad, _), l)) = pending.iter().zip(&losses).find(|(_, l)| !l.is_finite()) {
+                return Err(GdnError::Input(format!("training diverged at step {bad}: loss {l}")));
+            }
+            window_loss += losses.iter().sum::<f64>();
+            window_n += losses.len() as u64;
+            pending.clear();
+            let last = losses.last().copied().unwrap_or(f64::NAN);
+            pb.set_message(format!("{phase_name} loss {last:.3} | {tps:.0} tok/s"));
+        }
+        if log_now {
             last_train_loss = window_loss / window_n as f64;
             if phase.is_none() {
                 train_curve.push((done as f64, last_train_loss));
             }
             write_line(serde_json::json!({
                 "step": done, "phase": phase_name, "loss": last_train_loss, "lr": lr,
-                "grad_norm": gnorm, "tokens_per_s": tps, "elapsed_s": elapsed,
+                "grad_norm": gnorm.double_value(&[]), "tokens_per_s": tps, "elapsed_s": elapsed,
             }))?;
             window_loss = 0.0;
             window_n = 0;
         }
-        let gym_end = tc.curriculum.as_ref().map(|c| c.retrieval_steps + c.gym_steps);
-        if let (Some(end), Some(gen), Some(c)) = (gym_end, &tasks, &tc.curriculum) {
-            if done == end && c.gym_steps > 0 {
-                let acc = eval_task(&model, gen, Task::Gym, c.eval_rows, c.task_seq_len, dev)?;
-                gym_acc = Some(acc);
-                pb.println(format!("step {done}: held-out gym accuracy {:.1}% (chance {:.1}%)", acc * 100.0, 100.0 / gen.content() as f64));
-                write_line(serde_json::json!({"step": done, "gym_heldout_accuracy": acc}))?;
-            }
+        if let (true, Some(gen), Some(c)) = (gym_eval_now, &tasks, &tc.curriculum) {
+            let acc = eval_task(&model, gen, Task::Gym, c.eval_rows, c.task_seq_len, dev)?;
+            gym_acc = Some(acc);
+            pb.println(format!("step {done}: held-out gym accuracy {:.1}% (chance {:.1}%)", acc * 100.0, 100.0 / gen.content() as f64));
+            write_line(serde_json::json!({"step": done, "gym_heldout_accuracy": acc}))?;
         }
-        let eval_now = (tc.eval_every > 0 && done % tc.eval_every == 0) || done == tc.steps;
         if eval_now {
             let vl = eval_lm(&model, &data, tc.batch_size, tc.seq_len, tc.eval_batches, dev)?;
             val_curve.push((done as f64, vl));
             pb.println(format!("step {done}: held-out loss {vl:.4} nats/token ({:.3} bits/token)", vl / std::f64::consts::LN_2));
             write_line(serde_json::json!({"step": done, "val_loss": vl}))?;
         }
-        if lead && ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || done == tc.steps) {
+        if lead && checkpoint_now {
             let mut m = BTreeMap::new();
             m.insert("train_loss".to_string(), last_train_loss);
             if let Some(&(_, vl)) = val_curve.last() {

@@ -90,6 +90,31 @@ fn curriculum_phases_run_and_report_heldout_gym_accuracy() {
 }
 
 #[test]
+fn divergence_stops_the_run_at_the_next_read_before_any_checkpoint() {
+    // Losses are read to the host only on log/eval/checkpoint steps: with log_every 100, a run
+    // that diverges early is stopped at its last step, naming the first non-finite step, and
+    // writes neither a checkpoint nor a metrics line.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(corpus(dir.path()), 6);
+    cfg.train.lr = 1e30;
+    cfg.train.warmup_steps = 0;
+    cfg.train.log_every = 100;
+    let out = dir.path().join("nan");
+    let e = train(&cfg, &TrainOptions { out_dir: out.clone(), device: Device::Cpu, resume: None, progress: false, group: None })
+        .unwrap_err()
+        .to_string();
+    let step: u64 = e
+        .strip_prefix("invalid input: training diverged at step ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected error: {e}"));
+    eprintln!("{e}");
+    assert!((1..5).contains(&step), "the first non-finite step is reported, got {step}: {e}");
+    assert!(!out.join("checkpoint").exists(), "no checkpoint of diverged weights");
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(), "");
+}
+
+#[test]
 fn config_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = run_config(corpus(dir.path()), 5);
