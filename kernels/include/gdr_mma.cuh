@@ -93,6 +93,26 @@ __device__ __forceinline__ void acc_to_a(uint32_t a[4], const float c0[4], const
   a[3] = pack<T>(c1[2], c1[3]);
 }
 
+template <class T> __device__ __forceinline__ float2 unpack(uint32_t x);
+template <> __device__ __forceinline__ float2 unpack<__nv_bfloat16>(uint32_t x) {
+  return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&x));
+}
+template <> __device__ __forceinline__ float2 unpack<__half>(uint32_t x) {
+  return __half22float2(*reinterpret_cast<__half2*>(&x));
+}
+// As acc_to_a, plus the rounding residual as a second fragment: hi + lo carries the fp32 value
+// to about 16 bits of mantissa, so a product against it (two mma) keeps fp32-like accuracy.
+template <class T>
+__device__ __forceinline__ void acc_to_a_split(uint32_t hi[4], uint32_t lo[4], const float c0[4], const float c1[4]) {
+  acc_to_a<T>(hi, c0, c1);
+  const float src[8] = {c0[0], c0[1], c0[2], c0[3], c1[0], c1[1], c1[2], c1[3]};
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 h = unpack<T>(hi[e]);
+    lo[e] = pack<T>(src[2 * e] - h.x, src[2 * e + 1] - h.y);
+  }
+}
+
 }  // namespace mma
 }  // namespace gdr
 }  // namespace engram

@@ -27,7 +27,7 @@ struct PrepLayout {
     ff = s.take(two > out ? two : out);  // F1 | F2, later the fp32 product w or u
     at = s.take(sizeof(T) * kC * ldat);
     g = s.take(sizeof(float) * kC);
-    b = s.take(sizeof(float) * kC);
+    b = s.take(sizeof(float) * 2 * kC);  // beta, then beta exp(G)
     tri = s.take(sizeof(float) * 3 * 256);
     total = s.off;
   }
@@ -93,14 +93,25 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
     F1[i * L.ldf + j] = j < i ? bS[i] * d * F1[i * L.ldf + j] : 0.f;
     aqk[i * kC + j] = from_f<T>(F2[i * L.ldf + j] * d);
   });
-  {  // keys and queries with their decays folded in, for both scans (computed once, not per V-block)
+  {  // keys and queries with their decays folded in, for both scans (computed once, not per V-block);
+     // 16-byte vectors per thread, one exp per row
     const float gl = gS[kC - 1];
     T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
     T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;
-    for2d(kC, K, [&](int i, int j) {
-      ktg[i * K + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * __expf(gl - gS[i]));
-      qgg[i * K + j] = from_f<T>(to_f(qS[i * L.ldk + j]) * __expf(gS[i]));
-    });
+    constexpr int VEC = 16 / sizeof(T);
+    const int vpr = K / VEC;
+    for (int e = tid; e < kC * vpr; e += kThreads) {
+      const int i = e / vpr, j = (e - i * vpr) * VEC;
+      const float fk = __expf(gl - gS[i]), fq = __expf(gS[i]);
+      alignas(16) T tk[VEC], tq[VEC];
+#pragma unroll
+      for (int x = 0; x < VEC; ++x) {
+        tk[x] = from_f<T>(to_f(kS[i * L.ldk + j + x]) * fk);
+        tq[x] = from_f<T>(to_f(qS[i * L.ldk + j + x]) * fq);
+      }
+      *reinterpret_cast<int4*>(ktg + i * K + j) = *reinterpret_cast<const int4*>(tk);
+      *reinterpret_cast<int4*>(qgg + i * K + j) = *reinterpret_cast<const int4*>(tq);
+    }
   }
   __syncthreads();
   // A = (I + L)^-1 into F2: invert the four 16x16 diagonal blocks, then fill the block
@@ -147,7 +158,9 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
     if (p.save) Ag[i * kC + j] = a;  // only the backward reads A
     AT[i * L.ldat + j] = from_f<T>(a);
   });
-  for2d(kC, K, [&](int i, int j) { kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * bS[i] * __expf(gS[i])); });
+  if (tid < kC) bS[tid + kC] = bS[tid] * __expf(gS[tid]);  // beta exp(G), one exp per row
+  __syncthreads();
+  for2d(kC, K, [&](int i, int j) { kS[i * L.ldk + j] = from_f<T>(to_f(kS[i * L.ldk + j]) * bS[kC + i]); });
   for2d(kC, V, [&](int i, int j) { vS[i * L.ldv + j] = from_f<T>(to_f(vS[i * L.ldv + j]) * bS[i]); });
   __syncthreads();
   mm<T>(OUT, L.ldo, AT, L.ldat, kS, L.ldk, kC, K, kC);

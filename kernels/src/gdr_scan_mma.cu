@@ -66,7 +66,13 @@ __device__ __forceinline__ void fetch(const Params& p, const MmaLayout<K>& L, un
   constexpr int LK = ilog2(K * (int)sizeof(T) / 16), LC = ilog2(kC * (int)sizeof(T) / 16);
   const int64_t cidx = bh * p.NT + c;
   copy_tile(reinterpret_cast<T*>(buf + L.q), L.LDK, static_cast<const T*>(p.qg) + cidx * kC * K, K, kC, LK, kC);
-  copy_tile(reinterpret_cast<T*>(buf + L.k), L.LDK, static_cast<const T*>(p.kt) + cidx * kC * K, K, kC, LK, kC);
+  if (bwd) {  // raw keys: the backward applies exp(G_last - G) in fp32 after its product (as fla)
+    const int t0 = c * kC;
+    copy_tile(reinterpret_cast<T*>(buf + L.k), L.LDK, static_cast<const T*>(p.k) + ((b * p.T + t0) * p.H + hh) * K,
+              (int64_t)p.H * K, kC, LK, min(kC, p.T - t0));
+  } else {
+    copy_tile(reinterpret_cast<T*>(buf + L.k), L.LDK, static_cast<const T*>(p.kt) + cidx * kC * K, K, kC, LK, kC);
+  }
   copy_tile(reinterpret_cast<T*>(buf + L.w), L.LDK, static_cast<const T*>(p.w) + cidx * kC * K, K, kC, LK, kC);
   copy_tile(reinterpret_cast<T*>(buf + L.a), L.LDC, static_cast<const T*>(p.Aqk) + cidx * kC * kC, kC, kC, LC, kC);
   if (bwd) {
@@ -267,12 +273,15 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
     const T* wS = reinterpret_cast<const T*>(cur + L.w);
     const T* aS = reinterpret_cast<const T*>(cur + L.a);
     const T* dS = reinterpret_cast<const T*>(cur + L.e);
-    const float Gam = __expf(reinterpret_cast<const float*>(cur + L.g)[kC - 1]);
+    const float gl = reinterpret_cast<const float*>(cur + L.g)[kC - 1];
+    const float Gam = __expf(gl);
     const int64_t cidx = bh * NT + c;
 
-    uint32_t DA[KS][4];
+    // dS^T and dX^T enter their products as hi + lo pairs: dh0 accumulates every chunk's
+    // rounding, and with one 16-bit copy its error was 1.25x fla's (scripts/gpu/gdr_seed_check.py)
+    uint32_t DA[KS][4], DL[KS][4];
 #pragma unroll
-    for (int s = 0; s < KS; ++s) acc_to_a<T>(DA[s], D[2 * s], D[2 * s + 1]);
+    for (int s = 0; s < KS; ++s) acc_to_a_split<T>(DA[s], DL[s], D[2 * s], D[2 * s + 1]);
     store_acc_t<T, KT>(static_cast<T*>(p.dh) + cidx * K * V + v0 + vw, V, D);
     uint32_t OA[CS][4];  // dO^T (rows v, cols c) as A fragments
 #pragma unroll
@@ -293,19 +302,36 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
     for (int j = 0; j < CT; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) X[j][e] *= p.scale;
-    pipeline<KS * CT / 2, 3>(
-        [&](int i, uint32_t* f) { load_b_nmajor(f, kS, L.LDK, 16 * (i / (CT / 2)), 16 * (i % (CT / 2))); },
+    // + exp(G_last - G_c) (dS^T K^T)[v][c], two c tiles at a time
+    const float* gS = reinterpret_cast<const float*>(cur + L.g);
+    float P0[4], P1[4];
+    pipeline<CT / 2 * KS, 3>(
+        [&](int i, uint32_t* f) { load_b_nmajor(f, kS, L.LDK, 16 * (i % KS), 16 * (i / KS)); },
         [&](int i, const uint32_t* f) {
-          const int s = i / (CT / 2), jj = i % (CT / 2);
-          mma16816<T>(X[2 * jj], DA[s], f[0], f[1]);
-          mma16816<T>(X[2 * jj + 1], DA[s], f[2], f[3]);
+          const int jj = i / KS, s = i % KS;
+          if (s == 0)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) P0[e] = P1[e] = 0.f;
+          mma16816<T>(P0, DA[s], f[0], f[1]);
+          mma16816<T>(P1, DA[s], f[2], f[3]);
+          mma16816<T>(P0, DL[s], f[0], f[1]);
+          mma16816<T>(P1, DL[s], f[2], f[3]);
+          if (s == KS - 1) {
+            const int c0 = 16 * jj + 2 * t;
+            const float e0 = __expf(gl - gS[c0]), e1 = __expf(gl - gS[c0 + 1]);
+            const float e2 = __expf(gl - gS[c0 + 8]), e3 = __expf(gl - gS[c0 + 9]);
+            X[2 * jj][0] += e0 * P0[0]; X[2 * jj][1] += e1 * P0[1];
+            X[2 * jj][2] += e0 * P0[2]; X[2 * jj][3] += e1 * P0[3];
+            X[2 * jj + 1][0] += e2 * P1[0]; X[2 * jj + 1][1] += e3 * P1[1];
+            X[2 * jj + 1][2] += e2 * P1[2]; X[2 * jj + 1][3] += e3 * P1[3];
+          }
         });
-    uint32_t XA[CS][4];  // -dX^T rounded to T
+    uint32_t XA[CS][4], XL[CS][4];  // -dX^T as hi + lo
 #pragma unroll
     for (int s = 0; s < CS; ++s) {
-      acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+      acc_to_a_split<T>(XA[s], XL[s], X[2 * s], X[2 * s + 1]);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) XA[s][e] = neg2(XA[s][e]);
+      for (int e = 0; e < 4; ++e) XA[s][e] = neg2(XA[s][e]), XL[s][e] = neg2(XL[s][e]);
     }
     store_acc_t<T, CT>(static_cast<T*>(p.dX) + cidx * kC * V + v0 + vw, V, X);
 
@@ -320,8 +346,9 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
           const int s = i / (KT / 2), jj = i % (KT / 2);
           mma16816<T>(D[2 * jj], XA[s], f[0], f[1]);
           mma16816<T>(D[2 * jj + 1], XA[s], f[2], f[3]);
+          mma16816<T>(D[2 * jj], XL[s], f[0], f[1]);
+          mma16816<T>(D[2 * jj + 1], XL[s], f[2], f[3]);
         });
-    float P0[4], P1[4];
     pipeline<KT / 2 * CS, 3>(
         [&](int i, uint32_t* f) { load_b_kmajor(f, qS, L.LDK, 16 * (i % CS), 16 * (i / CS)); },
         [&](int i, const uint32_t* f) {

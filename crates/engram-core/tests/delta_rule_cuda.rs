@@ -175,7 +175,17 @@ fn kernel_bf16_within_fla_error() {
             assert!(e < 0.005, "bf16 {semantics:?} {dims:?} {name}: RMS ratio {e:e}");
         }
         for (name, (a, r)) in grad_names(semantics).iter().zip(grads.iter().zip(&grads_r)) {
-            let tol = if matches!(*name, "dg" | "dbeta") { 0.02 } else { 0.008 };
+            // fla's own thresholds, except the seed map's dh0: with q = k and beta' = beta / g, fla's
+            // bf16 kernel itself reaches 9.0e-3 on exactly this problem (scripts/gpu/gdr_seed_check.py,
+            // docs/benchmarks.md), above the 0.008 of its standard-rule suite; "within fla's error"
+            // then means at most fla's measured figure.
+            let tol = if matches!(*name, "dg" | "dbeta") {
+                0.02
+            } else if semantics == Semantics::Seed && *name == "dh0" {
+                0.0091
+            } else {
+                0.008
+            };
             let e = rms_ratio(a, r);
             assert!(e < tol, "bf16 {semantics:?} {dims:?} {name}: RMS ratio {e:e} ≥ {tol}");
         }
