@@ -430,7 +430,8 @@ pub fn train(run: &RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
                 _ => data.batch(false, tc.batch_size, tc.seq_len, &mut rng, dev)?,
             };
             tokens_done += x.numel() as u64 * world;
-            let loss = lm_loss(&model.forward(&x)?, &y);
+            // ids < vocab by construction: TokenData and TaskGen draw from this vocabulary
+            let loss = lm_loss(&model.forward_in_range(&x)?, &y);
             (&loss / tc.grad_accum as f64).backward();
             let part = loss.detach() / tc.grad_accum as f64;
             step_loss = Some(match step_loss {
