@@ -187,12 +187,14 @@ def main():
     ap.add_argument("--seed-compat", action="store_true")
     ap.add_argument("--no-lift-hopper-guard", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--trace", help="Chrome trace of the first shape's timed steps (torch.profiler)")
     a = ap.parse_args()
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     c = dict(d=512, h=8, k=64, v=128, vocab=50257, pattern="GS", window=64)
     rule = fla_rule(not a.no_lift_hopper_guard)
     rows = []
-    for shape in a.shapes.split(","):
+    for si, shape in enumerate(a.shapes.split(",")):
+        prof = None
         B, T = (int(s) for s in shape.split("x"))
         torch.manual_seed(0)
         model = Hybrid(c, rule, a.seed_compat).cuda()
@@ -203,6 +205,10 @@ def main():
         for i in range(a.warmup + a.steps):
             if i == a.warmup:
                 torch.cuda.synchronize()
+                if a.trace and si == 0:
+                    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                              torch.profiler.ProfilerActivity.CUDA])
+                    prof.__enter__()
                 t0 = time.perf_counter()
             tok = torch.randint(0, c["vocab"], (B, T + 1), device="cuda")
             opt.zero_grad(set_to_none=True)
@@ -216,6 +222,9 @@ def main():
                 losses.append(loss.detach())
         torch.cuda.synchronize()
         secs = time.perf_counter() - t0
+        if prof is not None:
+            prof.__exit__(None, None, None)
+            prof.export_chrome_trace(a.trace)
         row = dict(batch=B, seq_len=T, parameters=params, steps_per_s=a.steps / secs, tokens_per_s=a.steps * B * T / secs,
                    loss=torch.stack(losses).mean().item(),
                    max_allocated_mib=torch.cuda.max_memory_allocated() / 2**20,

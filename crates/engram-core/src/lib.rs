@@ -21,6 +21,7 @@ pub mod info;
 pub mod kernels;
 pub mod ops;
 pub mod png;
+pub mod profiler;
 pub mod seed;
 
 pub use error::{Error, Result};

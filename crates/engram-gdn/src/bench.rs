@@ -32,8 +32,23 @@ pub struct BenchRow {
 
 /// Times `steps` training steps after `warmup` ones at each `(B, T)`.
 pub fn train_throughput(cfg: &HybridConfig, shapes: &[(i64, i64)], device: Device, bf16: bool, warmup: usize, steps: usize) -> Result<Vec<BenchRow>> {
+    train_throughput_traced(cfg, shapes, device, bf16, warmup, steps, None)
+}
+
+/// As [`train_throughput`]; with `trace`, the timed steps of the first shape run under
+/// libtorch's profiler ([`engram_core::profiler`]) and its Chrome trace is written there.
+pub fn train_throughput_traced(
+    cfg: &HybridConfig,
+    shapes: &[(i64, i64)],
+    device: Device,
+    bf16: bool,
+    warmup: usize,
+    steps: usize,
+    trace: Option<&std::path::Path>,
+) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::new();
-    for &(b, t) in shapes {
+    for (si, &(b, t)) in shapes.iter().enumerate() {
+        let traced = trace.filter(|_| si == 0);
         tch::manual_seed(0);
         let vs = nn::VarStore::new(device);
         let mut model = HybridModel::new(&vs.root(), cfg)?;
@@ -45,6 +60,9 @@ pub fn train_throughput(cfg: &HybridConfig, shapes: &[(i64, i64)], device: Devic
         for i in 0..warmup + steps {
             if i == warmup {
                 sync(device);
+                if traced.is_some() {
+                    engram_core::profiler::start(device.is_cuda())?;
+                }
                 t0 = Instant::now();
             }
             let tokens = Tensor::randint(cfg.vocab, [b, t + 1], (Kind::Int64, device));
@@ -61,6 +79,9 @@ pub fn train_throughput(cfg: &HybridConfig, shapes: &[(i64, i64)], device: Devic
         }
         sync(device);
         let secs = t0.elapsed().as_secs_f64();
+        if let Some(p) = traced {
+            engram_core::profiler::stop(p)?;
+        }
         let loss = Tensor::stack(&losses, 0).mean(Kind::Float).double_value(&[]);
         rows.push(BenchRow {
             batch: b,

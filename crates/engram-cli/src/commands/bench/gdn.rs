@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::Parser;
 use engram_core::device::DeviceChoice;
-use engram_gdn::bench::{markdown, train_throughput};
+use engram_gdn::bench::{markdown, train_throughput_traced};
 use engram_gdn::HybridConfig;
 
 #[derive(Parser, Debug)]
@@ -35,6 +35,10 @@ struct Opts {
     /// Write the rows as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Record the timed steps of the first shape with libtorch's profiler into this Chrome trace
+    /// (JSON; `scripts/gpu/trace_summary.py` tabulates it). Adds profiler overhead to that shape.
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
 }
 
 /// Runs the benchmark; `argv[0]` is the command name, the rest its options.
@@ -69,7 +73,7 @@ pub fn run(argv: &[String]) -> Result<()> {
         if bf16 { "bf16" } else { "fp32" },
         if cfg.seed_compat { "seed final-state" } else { "causal per-position" }
     );
-    let rows = train_throughput(&cfg, &shapes, device, bf16, o.warmup, o.steps)?;
+    let rows = train_throughput_traced(&cfg, &shapes, device, bf16, o.warmup, o.steps, o.trace.as_deref())?;
     print!("{}", markdown(&rows));
     if let Some(p) = o.json {
         std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
