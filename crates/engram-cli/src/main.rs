@@ -3,7 +3,15 @@
 mod commands;
 mod logger;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Prints the long help of one top-level subcommand (for those whose `--help` passes through).
+pub(crate) fn print_subcommand_help(name: &str) {
+    let mut cmd = Cli::command();
+    if let Some(sub) = cmd.find_subcommand_mut(name) {
+        let _ = sub.print_long_help();
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "engram", version, about = "Research on memory in neural networks, on libtorch.")]
@@ -23,8 +31,12 @@ enum Command {
     /// Run the diagnostic suites on one checkpoint (or compare two).
     Diagnose(commands::diagnose::Args),
     /// Re-run a published experiment from the seeds.
+    // The help flag passes through to the experiment (`engram reproduce moe --help`); the
+    // command's own help is `engram reproduce --help` with no experiment, handled in run().
+    #[command(disable_help_flag = true)]
     Reproduce(commands::reproduce::Args),
     /// Run a benchmark.
+    #[command(disable_help_flag = true)]
     Bench(commands::bench::Args),
 }
 

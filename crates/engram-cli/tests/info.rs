@@ -20,3 +20,17 @@ fn unknown_subcommand_fails_cleanly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+#[test]
+fn help_reaches_benchmarks_and_experiments() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_engram")).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["bench", "gdn", "--help"]).contains("--shapes"), "the benchmark's own options");
+    assert!(run(&["bench", "delta-rule", "-h"]).contains("--backends"));
+    assert!(run(&["reproduce", "xor", "--help"]).contains("Usage: engram reproduce xor"));
+    assert!(run(&["bench", "--help"]).contains("Which benchmark"), "the command's help without a benchmark");
+    assert!(run(&["reproduce", "--help"]).contains("Which experiment"));
+}

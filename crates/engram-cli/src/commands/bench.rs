@@ -9,6 +9,7 @@ mod moe;
 #[derive(clap::Args)]
 pub struct Args {
     /// Which benchmark: delta-rule, gdn, moe.
+    #[arg(allow_hyphen_values = true)]
     what: String,
     /// Options of the benchmark.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -16,6 +17,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if matches!(args.what.as_str(), "-h" | "--help" | "help") {
+        crate::print_subcommand_help("bench");
+        return Ok(());
+    }
     let argv: Vec<String> = std::iter::once(format!("engram bench {}", args.what)).chain(args.rest).collect();
     match args.what.as_str() {
         "delta-rule" => delta_rule::run(&argv),

@@ -15,6 +15,7 @@ mod xor;
 #[derive(clap::Args)]
 pub struct Args {
     /// Which experiment: continual, moe, attention, xor, sparse, lottery, dnc, fewshot.
+    #[arg(allow_hyphen_values = true)]
     experiment: String,
     /// Options of the experiment (see `engram reproduce <experiment> --help`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -22,6 +23,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if matches!(args.experiment.as_str(), "-h" | "--help" | "help") {
+        crate::print_subcommand_help("reproduce");
+        return Ok(());
+    }
     let argv: Vec<String> =
         std::iter::once(format!("engram reproduce {}", args.experiment)).chain(args.rest).collect();
     match args.experiment.as_str() {
