@@ -8,6 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// Prints the long help of one top-level subcommand (for those whose `--help` passes through).
 pub(crate) fn print_subcommand_help(name: &str) {
     let mut cmd = Cli::command();
+    cmd.build(); // resolves the full usage name ("engram bench")
     if let Some(sub) = cmd.find_subcommand_mut(name) {
         let _ = sub.print_long_help();
     }
