@@ -4,10 +4,14 @@
 // `mm`: tensor cores (WMMA, fp32 accumulation) for bf16/fp16 operands, plain fp32 FMA for fp32
 // operands (tf32 would miss the fp32 accuracy target of 1e-4 on outputs).
 #pragma once
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
 #include <cstdint>
+#include <cstdlib>
+#include "gdr.h"
 
 namespace engram {
 namespace gdr {
@@ -215,6 +219,49 @@ __device__ __forceinline__ void col_sum(float* out, const float* A, int lda, int
     for (int r = 0; r < rows; ++r) s += w(r) * A[r * lda + c];
     out[c] = s;
   }
+}
+
+// ---- host side, shared by every launcher ----
+inline int device_attribute(cudaDeviceAttr a) {
+  int dev = 0, v = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, dev));
+  return v;
+}
+inline size_t max_smem_per_block() { return (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin); }
+
+// Launches `kern(p)` on `blocks` blocks of `threads` with `smem` bytes of dynamic shared memory,
+// after checking that both fit; `what` names the stage in the error messages.
+template <class Kern>
+void launch_checked(Kern kern, int64_t blocks, int threads, size_t smem, cudaStream_t s, const Params& p,
+                    const char* what) {
+  const size_t maxs = max_smem_per_block();
+  TORCH_CHECK(smem <= maxs, what, ": K=", p.K, ", V=", p.V, " needs ", smem,
+              " bytes of shared memory, the device has ", maxs);
+  TORCH_CHECK(blocks < (int64_t)INT32_MAX, what, ": too many blocks");
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  kern<<<(unsigned)blocks, threads, smem, s>>>(p);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// V-block width of the shared-memory scans (forward and backward alike). One block fits per SM,
+// so the cost is about waves x per-chunk latency; VB = 16 halves the work per chunk but doubles
+// the blocks, so it pays only when it adds no wave. ENGRAM_GDR_VB=16|32 forces a width (tests
+// use it to cover both paths).
+inline int smem_scan_width(const Params& p) {
+  const int sms = device_attribute(cudaDevAttrMultiProcessorCount);
+  int vb = 16;
+  if (p.V % 32 == 0) {
+    const int64_t b32 = (int64_t)p.B * p.H * (p.V / 32);
+    const int64_t w32 = (b32 + sms - 1) / sms, w16 = (2 * b32 + sms - 1) / sms;
+    vb = w16 > w32 ? 32 : 16;
+  }
+  if (const char* e = std::getenv("ENGRAM_GDR_VB")) {
+    const int want = std::atoi(e);
+    TORCH_CHECK(want == 16 || (want == 32 && p.V % 32 == 0), "ENGRAM_GDR_VB=", e, " is not usable with V=", p.V);
+    vb = want;
+  }
+  return vb;
 }
 
 }  // namespace gdr

@@ -259,18 +259,9 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
 
 template <class T>
 void run_grad(const Params& p, cudaStream_t s) {
-  GradLayout<T> L(p.K);
-  int dev = 0, maxs = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&dev));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&maxs, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  TORCH_CHECK(L.total <= (size_t)maxs, "gdr backward: K=", p.K, " needs ", L.total,
-              " bytes of shared memory, the device has ", maxs);
   TORCH_CHECK(p.V % GradLayout<T>::VT == 0, "gdr backward: V must be a multiple of ", GradLayout<T>::VT);
-  C10_CUDA_CHECK(cudaFuncSetAttribute(bwd_grad_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L.total));
-  int64_t blocks = (int64_t)p.B * p.H * p.NT;
-  TORCH_CHECK(blocks < (int64_t)INT32_MAX, "gdr backward: too many chunks");
-  bwd_grad_kernel<T><<<(unsigned)blocks, kThreads, L.total, s>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_checked(bwd_grad_kernel<T>, (int64_t)p.B * p.H * p.NT, kThreads, GradLayout<T>(p.K).total, s, p,
+                 "gdr backward");
 }
 
 }  // namespace

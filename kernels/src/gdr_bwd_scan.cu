@@ -128,40 +128,13 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_scan_kernel(Params p) {
 
 template <class T, int VB>
 void run_scan(const Params& p, cudaStream_t s) {
-  BScanLayout<T, VB> L(p.K);
-  int dev = 0, maxs = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&dev));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&maxs, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  TORCH_CHECK(L.total <= (size_t)maxs, "gdr backward scan: K=", p.K, " needs ", L.total,
-              " bytes of shared memory, the device has ", maxs);
-  C10_CUDA_CHECK(
-      cudaFuncSetAttribute(bwd_scan_kernel<T, VB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L.total));
-  int64_t blocks = (int64_t)p.B * p.H * (p.V / VB);
-  TORCH_CHECK(blocks < (int64_t)INT32_MAX, "gdr backward scan: too many blocks");
-  bwd_scan_kernel<T, VB><<<(unsigned)blocks, kThreads, L.total, s>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const int64_t blocks = (int64_t)p.B * p.H * (p.V / VB);
+  launch_checked(bwd_scan_kernel<T, VB>, blocks, kThreads, BScanLayout<T, VB>(p.K).total, s, p, "gdr backward scan");
 }
 
 template <class T>
 void pick_vb(const Params& p, cudaStream_t s) {
-  // One block per SM (shared memory), so the cost is about waves x per-chunk latency. VB = 16
-  // halves the work per chunk but doubles the blocks; it pays only when it adds no wave.
-  // ENGRAM_GDR_VB=16|32 forces a width (tests use it to cover both paths).
-  int sms = 0, dev = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&dev));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  int vb = 16;
-  if (p.V % 32 == 0) {
-    const int64_t b32 = (int64_t)p.B * p.H * (p.V / 32);
-    const int64_t w32 = (b32 + sms - 1) / sms, w16 = (2 * b32 + sms - 1) / sms;
-    vb = w16 > w32 ? 32 : 16;
-  }
-  if (const char* e = std::getenv("ENGRAM_GDR_VB")) {
-    const int want = std::atoi(e);
-    TORCH_CHECK(want == 16 || (want == 32 && p.V % 32 == 0), "ENGRAM_GDR_VB=", e, " is not usable with V=", p.V);
-    vb = want;
-  }
-  if (vb == 32) return run_scan<T, 32>(p, s);
+  if (smem_scan_width(p) == 32) return run_scan<T, 32>(p, s);
   return run_scan<T, 16>(p, s);
 }
 

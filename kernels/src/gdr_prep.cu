@@ -174,17 +174,7 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
 
 template <class T>
 void run_prep(const Params& p, cudaStream_t s) {
-  PrepLayout<T> L(p.K, p.V);
-  int dev = 0, maxs = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&dev));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&maxs, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  TORCH_CHECK(L.total <= (size_t)maxs, "gdr prep: K=", p.K, ", V=", p.V, " need ", L.total,
-              " bytes of shared memory, the device has ", maxs);
-  C10_CUDA_CHECK(cudaFuncSetAttribute(prep_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L.total));
-  int64_t blocks = (int64_t)p.B * p.H * p.NT;
-  TORCH_CHECK(blocks < (int64_t)INT32_MAX, "gdr prep: too many chunks");
-  prep_kernel<T><<<(unsigned)blocks, kThreads, L.total, s>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_checked(prep_kernel<T>, (int64_t)p.B * p.H * p.NT, kThreads, PrepLayout<T>(p.K, p.V).total, s, p, "gdr prep");
 }
 
 }  // namespace

@@ -102,6 +102,33 @@ __device__ __forceinline__ void store_acc_t(T* dst, int64_t ld, const float (*ac
   }
 }
 
+// A warp's S^T slice (rows v = g, g+8 of its 16 columns; cols k = 8j + 2t, +1) from / to a
+// fp32 [K x V] state whose (0, first column) is at `base`; a null `src` reads zeros.
+template <int KT>
+__device__ __forceinline__ void load_state(float (*S)[4], const float* src, int64_t base, int V) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    S[j][0] = src ? src[base + (int64_t)k * V + g] : 0.f;
+    S[j][1] = src ? src[base + (int64_t)(k + 1) * V + g] : 0.f;
+    S[j][2] = src ? src[base + (int64_t)k * V + g + 8] : 0.f;
+    S[j][3] = src ? src[base + (int64_t)(k + 1) * V + g + 8] : 0.f;
+  }
+}
+template <int KT>
+__device__ __forceinline__ void store_state(float* dst, const float (*S)[4], int64_t base, int V) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    dst[base + (int64_t)k * V + g] = S[j][0];
+    dst[base + (int64_t)(k + 1) * V + g] = S[j][1];
+    dst[base + (int64_t)k * V + g + 8] = S[j][2];
+    dst[base + (int64_t)(k + 1) * V + g + 8] = S[j][3];
+  }
+}
+
 template <class T, int K, int ST>
 __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
@@ -117,14 +144,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
 
   float S[KT][4];  // S^T: rows v = g, g+8 of this warp's columns; cols k = 8j + 2t, +1
   const int64_t st0 = bh * K * V + v0 + vw;
-#pragma unroll
-  for (int j = 0; j < KT; ++j) {
-    const int k = 8 * j + 2 * t;
-    S[j][0] = p.h0 ? p.h0[st0 + (int64_t)k * V + g] : 0.f;
-    S[j][1] = p.h0 ? p.h0[st0 + (int64_t)(k + 1) * V + g] : 0.f;
-    S[j][2] = p.h0 ? p.h0[st0 + (int64_t)k * V + g + 8] : 0.f;
-    S[j][3] = p.h0 ? p.h0[st0 + (int64_t)(k + 1) * V + g + 8] : 0.f;
-  }
+  load_state<KT>(S, p.h0, st0, V);
   const int lvb = ilog2(vblk * (int)sizeof(T) / 16);
   // ST-stage ring: chunk n lives in buffer n % ST and is requested ST - 1 chunks ahead
 #pragma unroll
@@ -221,21 +241,14 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
           mma16816<T>(S[2 * jj + 1], XA[s], f[2], f[3]);
         });
   }
-#pragma unroll
-  for (int j = 0; j < KT; ++j) {
-    const int k = 8 * j + 2 * t;
-    p.ht[st0 + (int64_t)k * V + g] = S[j][0];
-    p.ht[st0 + (int64_t)(k + 1) * V + g] = S[j][1];
-    p.ht[st0 + (int64_t)k * V + g + 8] = S[j][2];
-    p.ht[st0 + (int64_t)(k + 1) * V + g + 8] = S[j][3];
-  }
+  store_state<KT>(p.ht, S, st0, V);
 }
 
 template <class T, int K, int ST>
 __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
   extern __shared__ __align__(128) unsigned char smem[];
-  const int nw = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int nw = blockDim.x >> 5, warp = threadIdx.x >> 5, t = threadIdx.x & 3;
   const int vblk = 16 * nw, nvb = p.V / vblk;
   const int64_t bh = blockIdx.x / nvb;
   const int v0 = (int)(blockIdx.x % nvb) * vblk, vw = 16 * warp;
@@ -246,14 +259,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
 
   float D[KT][4];  // dS^T
   const int64_t st0 = bh * K * V + v0 + vw;
-#pragma unroll
-  for (int j = 0; j < KT; ++j) {
-    const int k = 8 * j + 2 * t;
-    D[j][0] = p.dht ? p.dht[st0 + (int64_t)k * V + g] : 0.f;
-    D[j][1] = p.dht ? p.dht[st0 + (int64_t)(k + 1) * V + g] : 0.f;
-    D[j][2] = p.dht ? p.dht[st0 + (int64_t)k * V + g + 8] : 0.f;
-    D[j][3] = p.dht ? p.dht[st0 + (int64_t)(k + 1) * V + g + 8] : 0.f;
-  }
+  load_state<KT>(D, p.dht, st0, V);
   const int lvb = ilog2(vblk * (int)sizeof(T) / 16);
   // as the forward, in reverse: the n-th chunk processed (c = NT - 1 - n) lives in buffer n % ST
 #pragma unroll
@@ -366,14 +372,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
             }
         });
   }
-#pragma unroll
-  for (int j = 0; j < KT; ++j) {
-    const int k = 8 * j + 2 * t;
-    p.dh0[st0 + (int64_t)k * V + g] = D[j][0];
-    p.dh0[st0 + (int64_t)(k + 1) * V + g] = D[j][1];
-    p.dh0[st0 + (int64_t)k * V + g + 8] = D[j][2];
-    p.dh0[st0 + (int64_t)(k + 1) * V + g + 8] = D[j][3];
-  }
+  store_state<KT>(p.dh0, D, st0, V);
 }
 
 // Warps per block: up to 4 (64 columns of V). Measured on the H100 (docs/kernels.md): 8 warps
@@ -391,30 +390,20 @@ int pick_warps(const Params& p) {
   return nw;
 }
 
-template <class T, int K, int ST>
-void launch(const Params& p, cudaStream_t s, bool bwd, int nw, size_t smem) {
-  const int64_t blocks = (int64_t)p.B * p.H * (p.V / (16 * nw));
-  TORCH_CHECK(blocks < (int64_t)INT32_MAX, "gdr scan: too many blocks");
-  auto kern = bwd ? bwd_scan_mma<T, K, ST> : fwd_scan_mma<T, K, ST>;
-  C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  kern<<<(unsigned)blocks, 32 * nw, smem, s>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
 template <class T, int K>
 bool run(const Params& p, cudaStream_t s, bool bwd) {
-  int dev = 0, maxs = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&dev));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&maxs, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   const int nw = pick_warps(p);
   const MmaLayout<K> L(16 * nw);
   // Two buffers: a third (ENGRAM_GDR_STAGES=3) measured no faster at any benchmark shape (the
   // scans are bound by each warp's instruction issue, not by load latency) and costs occupancy.
   int stages = 2;
   if (const char* e = std::getenv("ENGRAM_GDR_STAGES")) stages = std::atoi(e) == 3 ? 3 : 2;
-  if ((size_t)stages * L.buf > (size_t)maxs) return false;
-  if (stages == 3) launch<T, K, 3>(p, s, bwd, nw, 3 * L.buf);
-  else launch<T, K, 2>(p, s, bwd, nw, 2 * L.buf);
+  if ((size_t)stages * L.buf > max_smem_per_block()) return false;
+  const int64_t blocks = (int64_t)p.B * p.H * (p.V / (16 * nw));
+  if (stages == 3)
+    launch_checked(bwd ? bwd_scan_mma<T, K, 3> : fwd_scan_mma<T, K, 3>, blocks, 32 * nw, 3 * L.buf, s, p, "gdr scan");
+  else
+    launch_checked(bwd ? bwd_scan_mma<T, K, 2> : fwd_scan_mma<T, K, 2>, blocks, 32 * nw, 2 * L.buf, s, p, "gdr scan");
   return true;
 }
 
