@@ -72,3 +72,18 @@ impl RunOpts {
         Ok(self.device.parse::<engram_core::device::DeviceChoice>()?.resolve()?)
     }
 }
+
+/// The image dataset `data` (seeded split), its training part cut to the first `train_limit`
+/// examples when positive, both parts on `device` (sparse and lottery share this).
+fn image_split(
+    data: &str,
+    train_limit: i64,
+    seed: u64,
+    device: tch::Device,
+) -> Result<(engram_sparse::datasets::DatasetName, engram_sparse::datasets::Split)> {
+    use engram_sparse::datasets::{self, DatasetName, Split};
+    let name: DatasetName = data.parse()?;
+    let split = datasets::load(name, &datasets::data_root(), seed)?;
+    let train = if train_limit > 0 { split.train.take(train_limit) } else { split.train };
+    Ok((name, Split { train: train.to(device), test: split.test.to(device) }))
+}

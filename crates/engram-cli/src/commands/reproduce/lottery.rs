@@ -6,7 +6,6 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use engram_core::seed::HostRng;
-use engram_sparse::datasets::{self, DatasetName, Split};
 use engram_sparse::lottery::{run_lottery, LotteryConfig, PruneScope, Rewind, RoundResult};
 use engram_sparse::mask::DensityRule;
 use engram_sparse::model::SparseMlp;
@@ -62,10 +61,7 @@ struct Opts {
 pub fn run(argv: &[String]) -> Result<()> {
     let Some(o) = crate::commands::parse_opts::<Opts>(argv)? else { return Ok(()) };
     let device = o.run.apply()?;
-    let name: DatasetName = o.data.parse()?;
-    let split = datasets::load(name, &datasets::data_root(), o.run.seed)?;
-    let train = if o.train_limit > 0 { split.train.take(o.train_limit) } else { split.train };
-    let data = Split { train: train.to(device), test: split.test.to(device) };
+    let (name, data) = super::image_split(&o.data, o.train_limit, o.run.seed, device)?;
     let scope = match o.scope.as_str() {
         "global" => PruneScope::Global,
         "layer" => PruneScope::PerLayer,
