@@ -134,7 +134,8 @@ impl HybridModel {
     /// batch's min and max back to the host, a device sync per call on GPUs. For batches known to
     /// lie in `[0, vocab)` by construction (the trainer's, drawn from corpora tokenized for this
     /// vocabulary, and the benchmark's); shape, dtype and device are still checked. Out-of-range
-    /// ids are then caught by libtorch's embedding (an error on the CPU, a device assert on CUDA).
+    /// ids then reach libtorch's embedding unchecked: a panic (tch raises libtorch's error) on the
+    /// CPU, a device-side assert on CUDA. Ids from outside go through [`HybridModel::forward`].
     pub fn forward_in_range(&self, tokens: &Tensor) -> Result<Tensor> {
         Ok(self.run_with(tokens, None, false, false)?.0)
     }
