@@ -83,7 +83,7 @@ impl AdamW {
     /// `min(max_norm / (norm + 1e-6), 1)`, as `torch.nn.utils.clip_grad_norm_`. Returns the norm
     /// before clipping as a 0-dim f32 tensor on the parameters' device (a CPU zero when no
     /// gradient is defined) and never waits for the GPU: read it (`double_value`) only when it is
-    /// logged. See [`engram_core::ops::clip_grad_norm`].
+    /// logged. See [`engram_core::ops::clip_grad_norm()`].
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<Tensor> {
         let grads: Vec<Tensor> = self.slots.iter().map(|s| s.param.grad()).filter(Tensor::defined).collect();
         Ok(engram_core::ops::clip_grad_norm(&grads, max_norm)?)
