@@ -261,6 +261,8 @@ mod tests {
 
     #[test]
     fn multi_head_routes_samples_and_rejects_unknown_tasks() {
+        // draws from torch's global RNG: hold the lock so a seeded test never sees these draws
+        let _g = engram_core::seed::global_rng_lock();
         let cfg = MlpConfig { input: 3, hidden: vec![5], heads: Heads::PerTask { n_classes: 4, classes: vec![vec![0, 1], vec![2, 3]] } };
         let m = Mlp::new(&cfg, Device::Cpu).unwrap();
         let x = Tensor::rand([4, 3], (Kind::Float, Device::Cpu));
