@@ -52,6 +52,9 @@ void launch_bwd_grad(DType dt, const Params& p, cudaStream_t s);  // dq, dk, dv,
 // The register-resident scans (gdr_scan_mma.cu) for 16-bit inputs with K in {64, 128}; false
 // when they do not apply (the shared-memory scans run instead). ENGRAM_GDR_SCAN=smem disables them.
 bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd);
+// The register-resident gradient stage (gdr_grad_mma.cu) for 16-bit inputs with K, V in {64, 128};
+// false when it does not apply (gdr_bwd_grad.cu runs instead). ENGRAM_GDR_GRAD=smem disables it.
+bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);
 
 }  // namespace gdr
 }  // namespace engram

@@ -66,6 +66,21 @@ __device__ __forceinline__ void load_tile_async(T* s, int lds, const T* g, int64
   }
 }
 
+// Block-wide cp.async of a rows x (VPR * 16 bytes) tile; rows >= valid are zero-filled. VPR is
+// a power of two (lvpr its log2), so the index split is two shifts.
+template <class T>
+__device__ __forceinline__ void copy_tile(T* s, int lds, const T* g, int64_t gstride, int rows, int lvpr, int valid) {
+  constexpr int VEC = 16 / sizeof(T);
+  const int vpr = 1 << lvpr;
+  for (int i = threadIdx.x; i < rows << lvpr; i += blockDim.x) {
+    const int r = i >> lvpr, c = (i & (vpr - 1)) * VEC;
+    const bool ok = r < valid;
+    cp_async16(s + r * lds + c, g + (ok ? (int64_t)r * gstride + c : 0), ok);
+  }
+}
+
+__host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x >> 1); }
+
 // Stores a rows x cols fp32 smem tile to global as T (times alpha, times rowscale[r] if given);
 // rows >= valid_rows are skipped.
 template <class T>

@@ -105,6 +105,19 @@ def check_case(B, T, H, K, V, dtype, dev, gate_scale=1.0, with_h0=True, seed=0):
     return res
 
 
+def check_deterministic(B, T, H, K, V, dtype, dev):
+    """Two backward passes on the same inputs give bitwise equal gradients (no atomics anywhere)."""
+    grads = []
+    for _ in range(2):
+        leaves = [x.detach().clone().requires_grad_(True) for x in make_inputs(B, T, H, K, V, dtype, dev)]
+        o, ht = run_ours(*leaves, K ** -0.5)
+        gen = torch.Generator(device="cpu").manual_seed(7)
+        torch.autograd.backward([o, ht], [torch.randn(o.shape, generator=gen).to(dev, dtype),
+                                          torch.randn(ht.shape, generator=gen).to(dev)])
+        grads.append([x.grad for x in leaves])
+    return all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def dtype_name(d):
     return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[d]
 
@@ -267,8 +280,11 @@ def main():
     env_cases += [({"ENGRAM_GDR_SCAN": "smem", "ENGRAM_GDR_VB": vb}, (2, 75, 2, 128, 64, torch.float16, 10.0, False))
                   for vb in ("32", "16")]
     env_cases += [({"ENGRAM_GDR_VB": vb}, (1, 200, 2, 64, 128, torch.float32, 1.0, True)) for vb in ("32", "16")]
+    # the shared-memory gradient stage that the register-resident one replaced for 16-bit K, V in {64, 128}
+    env_cases += [({"ENGRAM_GDR_GRAD": "smem"}, c) for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True),
+                                                             (2, 75, 2, 128, 64, torch.float16, 10.0, False))]
     cases = [({}, c) for c in cases] + env_cases
-    knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES")
+    knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD")
     allok = True
     for env, case in cases:
         B, T, H, K, V, dt, gs, wh = case
@@ -291,6 +307,10 @@ def main():
         results.append(r)
     for n in knobs:
         os.environ.pop(n, None)
+    for case in ((2, 300, 2, 128, 128, torch.bfloat16), (1, 200, 3, 64, 128, torch.float16)):
+        same = check_deterministic(*case, dev)
+        allok &= same
+        print(f"deterministic gradients {dtype_name(case[-1])} {case[:5]}: {'PASS' if same else 'FAIL'}", flush=True)
     errs = check_errors(dev)
     for n, m in errs.items():
         print("error case", n, "->", m)
