@@ -55,6 +55,8 @@ bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd);
 // The register-resident gradient stage (gdr_grad_mma.cu) for 16-bit inputs with K, V in {64, 128};
 // false when it does not apply (gdr_bwd_grad.cu runs instead). ENGRAM_GDR_GRAD=smem disables it.
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);
+// The register-resident prep stage (gdr_prep_mma.cu), same conditions; ENGRAM_GDR_PREP=smem disables it.
+bool launch_prep_mma(DType dt, const Params& p, cudaStream_t s);
 
 }  // namespace gdr
 }  // namespace engram

@@ -236,6 +236,51 @@ __device__ __forceinline__ void col_sum(float* out, const float* A, int lda, int
   }
 }
 
+// A = (I + L)^-1 for a strictly lower-triangular C x C fp32 matrix L, both in shared memory
+// with leading dimension ld, in fp32: the four 16x16 diagonal blocks by forward substitution
+// (one thread per column), then the block diagonals below by A_ij = -A_ii sum_{k=j}^{i-1} L_ik A_kj
+// at distance 1, 2, 3. Blocks above the diagonal are zeroed. tri: 768 floats of scratch. Every
+// thread of the block must call it (it synchronises; it ends with a barrier); blockDim.x >= 64.
+__device__ __forceinline__ void invert_unit_lower(const float* L, float* A, int ld, float* tri) {
+  const int tid = threadIdx.x, nt = blockDim.x;
+  for (int e = tid; e < kC * kC; e += nt) {
+    const int i = e / kC, j = e % kC;
+    if ((j >> 4) > (i >> 4)) A[i * ld + j] = 0.f;
+  }
+  if (tid < kC) {
+    const int base = (tid >> 4) * 16, col = tid & 15;
+    float colv[16];
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      float a = r == col ? 1.f : 0.f;
+#pragma unroll
+      for (int m = 0; m < r; ++m) a -= L[(base + r) * ld + base + m] * colv[m];
+      colv[r] = r < col ? 0.f : a;
+    }
+#pragma unroll
+    for (int r = 0; r < 16; ++r) A[(base + r) * ld + base + col] = colv[r];
+  }
+  __syncthreads();
+  for (int d = 1; d < 4; ++d) {
+    const int npairs = 4 - d;
+    for (int e = tid; e < npairs * 256; e += nt) {  // T_ij = sum_k L_ik A_kj
+      const int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15, bj = pr, bi = pr + d;
+      float s = 0.f;
+      for (int m = 16 * bj; m < 16 * bi; ++m) s += L[(16 * bi + r) * ld + m] * A[m * ld + 16 * bj + cc];
+      tri[e] = s;
+    }
+    __syncthreads();
+    for (int e = tid; e < npairs * 256; e += nt) {  // A_ij = -A_ii T_ij
+      const int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15, bj = pr, bi = pr + d;
+      float s = 0.f;
+#pragma unroll
+      for (int m = 0; m < 16; ++m) s += A[(16 * bi + r) * ld + 16 * bi + m] * tri[(pr << 8) + (m << 4) + cc];
+      A[(16 * bi + r) * ld + 16 * bj + cc] = -s;
+    }
+    __syncthreads();
+  }
+}
+
 // ---- host side, shared by every launcher ----
 inline int device_attribute(cudaDeviceAttr a) {
   int dev = 0, v = 0;

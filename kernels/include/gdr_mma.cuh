@@ -155,3 +155,99 @@ __device__ __forceinline__ void pipeline(Load load, Use use) {
 }  // namespace mma
 }  // namespace gdr
 }  // namespace engram
+
+// ---- warp-tile helpers shared by the register-resident chunk stages (gdr_grad_mma.cu, gdr_prep_mma.cu):
+// a warp owns a [16 x 8 NT8] fp32 accumulator tile; (g, t) = (lane / 4, lane % 4) as above.
+namespace engram {
+namespace gdr {
+namespace mma {
+
+// acc (+)= op(A) [16 x 16 KS] op(B) [16 KS x 8 NT8] for one warp: fa(a, k0) loads the A
+// fragment at k0, fb(b, k0, n0) the B fragments of the n-tiles n0 and n0 + 8.
+template <class T, int NT8, int KS, class FA, class FB>
+__device__ __forceinline__ void warp_mm(float (*acc)[4], FA fa, FB fb) {
+#pragma unroll
+  for (int s = 0; s < KS; ++s) {
+    uint32_t a[4];
+    fa(a, 16 * s);
+#pragma unroll
+    for (int j = 0; j < NT8 / 2; ++j) {
+      uint32_t b[4];
+      fb(b, 16 * s, 16 * j);
+      mma_free<T>(acc[2 * j], a, b[0], b[1]);
+      mma_free<T>(acc[2 * j + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void zero(float (*acc)[4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+}
+
+// f(value&, row, col) for every element of a warp's [16 x 8 NT8] accumulator (tile coordinates).
+template <int NT8, class F>
+__device__ __forceinline__ void each(float (*acc)[4], F f) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) f(acc[j][e], g + 8 * (e >> 1), 8 * j + 2 * t + (e & 1));
+}
+
+// dst[row] = sum over the tile's columns of f(value, row, col), for the tile's 16 rows.
+template <int NT8, class F>
+__device__ __forceinline__ void row_reduce(float (*acc)[4], float* dst, F f) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float x = f(acc[j][e], g + 8 * (e >> 1), 8 * j + 2 * t + (e & 1));
+      if (e < 2) s0 += x; else s1 += x;
+    }
+#pragma unroll
+  for (int o = 1; o < 4; o <<= 1) {
+    s0 += __shfl_xor_sync(0xffffffffu, s0, o);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+  }
+  if (t == 0) {
+    dst[g] = s0;
+    dst[g + 8] = s1;
+  }
+}
+
+// dst[col] = sum over the tile's 16 rows of f(value, row, col), for the tile's 8 NT8 columns.
+template <int NT8, class F>
+__device__ __forceinline__ void col_reduce(float (*acc)[4], float* dst, F f) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int c = 8 * j + 2 * t + e;
+      float x = f(acc[j][e], g, c) + f(acc[j][e + 2], g + 8, c);
+#pragma unroll
+      for (int o = 4; o < 32; o <<= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+      if (g == 0) dst[c] = x;
+    }
+}
+
+// Stores alpha * acc as T at dst (tile row 0, col 0; row stride ld); rows >= valid are skipped.
+template <class T, int NT8>
+__device__ __forceinline__ void store_acc(T* dst, int64_t ld, float (*acc)[4], float alpha = 1.f, int valid = 16) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j) {
+    const int c = 8 * j + 2 * t;
+    if (g < valid) *reinterpret_cast<uint32_t*>(dst + g * ld + c) = pack<T>(alpha * acc[j][0], alpha * acc[j][1]);
+    if (g + 8 < valid)
+      *reinterpret_cast<uint32_t*>(dst + (g + 8) * ld + c) = pack<T>(alpha * acc[j][2], alpha * acc[j][3]);
+  }
+}
+
+}  // namespace mma
+}  // namespace gdr
+}  // namespace engram

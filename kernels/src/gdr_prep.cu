@@ -114,44 +114,7 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
     }
   }
   __syncthreads();
-  // A = (I + L)^-1 into F2: invert the four 16x16 diagonal blocks, then fill the block
-  // diagonals below by A_ij = -A_ii * sum_{k=j}^{i-1} L_ik A_kj, distance 1, 2, 3.
-  for2d(kC, kC, [&](int i, int j) { F2[i * L.ldf + j] = 0.f; });
-  __syncthreads();
-  if (tid < kC) {
-    const int qb = tid >> 4, col = tid & 15, base = qb * 16;
-    float colv[16];
-#pragma unroll
-    for (int r = 0; r < 16; ++r) {
-      float a = r == col ? 1.f : 0.f;
-#pragma unroll
-      for (int m = 0; m < r; ++m) a -= F1[(base + r) * L.ldf + base + m] * colv[m];
-      colv[r] = r < col ? 0.f : a;
-    }
-#pragma unroll
-    for (int r = 0; r < 16; ++r) F2[(base + r) * L.ldf + base + col] = colv[r];
-  }
-  __syncthreads();
-  for (int d = 1; d < 4; ++d) {
-    const int npairs = 4 - d;
-    for (int e = tid; e < npairs * 256; e += kThreads) {  // T_ij = sum_k L_ik A_kj
-      int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15;
-      int bj = pr, bi = pr + d;
-      float s = 0.f;
-      for (int m = 16 * bj; m < 16 * bi; ++m) s += F1[(16 * bi + r) * L.ldf + m] * F2[m * L.ldf + 16 * bj + cc];
-      tri[e] = s;
-    }
-    __syncthreads();
-    for (int e = tid; e < npairs * 256; e += kThreads) {  // A_ij = -A_ii T_ij
-      int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15;
-      int bj = pr, bi = pr + d;
-      float s = 0.f;
-#pragma unroll
-      for (int m = 0; m < 16; ++m) s += F2[(16 * bi + r) * L.ldf + 16 * bi + m] * tri[(pr << 8) + (m << 4) + cc];
-      F2[(16 * bi + r) * L.ldf + 16 * bj + cc] = -s;
-    }
-    __syncthreads();
-  }
+  invert_unit_lower(F1, F2, L.ldf, tri);  // A = (I + L)^-1 into F2
   float* Ag = p.A + cidx * kC * kC;
   for2d(kC, kC, [&](int i, int j) {
     float a = F2[i * L.ldf + j];
@@ -180,6 +143,7 @@ void run_prep(const Params& p, cudaStream_t s) {
 }  // namespace
 
 void launch_prep(DType dt, const Params& p, cudaStream_t s) {
+  if (launch_prep_mma(dt, p, s)) return;
   switch (dt) {
     case kF32: return run_prep<float>(p, s);
     case kF16: return run_prep<__half>(p, s);

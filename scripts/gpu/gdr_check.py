@@ -280,11 +280,13 @@ def main():
     env_cases += [({"ENGRAM_GDR_SCAN": "smem", "ENGRAM_GDR_VB": vb}, (2, 75, 2, 128, 64, torch.float16, 10.0, False))
                   for vb in ("32", "16")]
     env_cases += [({"ENGRAM_GDR_VB": vb}, (1, 200, 2, 64, 128, torch.float32, 1.0, True)) for vb in ("32", "16")]
-    # the shared-memory gradient stage that the register-resident one replaced for 16-bit K, V in {64, 128}
+    # the shared-memory prep and gradient stages that the register-resident ones replaced for 16-bit K, V in {64, 128}
+    env_cases += [({"ENGRAM_GDR_PREP": "smem"}, c) for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True),
+                                                             (1, 130, 2, 64, 128, torch.float16, 10.0, False))]
     env_cases += [({"ENGRAM_GDR_GRAD": "smem"}, c) for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True),
                                                              (2, 75, 2, 128, 64, torch.float16, 10.0, False))]
     cases = [({}, c) for c in cases] + env_cases
-    knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD")
+    knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP")
     allok = True
     for env, case in cases:
         B, T, H, K, V, dt, gs, wh = case

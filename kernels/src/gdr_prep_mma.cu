@@ -1,0 +1,210 @@
+// Forward stage 1 for 16-bit inputs with K, V in {64, 128}: gdr_prep.cu's outputs (G, A, Aqk,
+// w, u, kt, qg) with the products in mma.sync registers.
+//
+// One block of 8 warps per (batch, head, chunk), two blocks per SM. Warp w owns rows
+// 16*(w/2) .. +15 and one column half (w % 2) of every [C x *] result: K K^T and Q K^T are
+// formed in registers, Aqk = tril(Q K^T * decay) goes from there to global memory and only L
+// (fp32, for the inverse) to shared memory; w = A (beta e^G K) and u = A (beta V) are stored
+// from their accumulators. The inverse is the shared fp32 one (invert_unit_lower). The
+// roundings are gdr_prep.cu's: fp32 products, A and the scaled K and V rounded to the input type.
+#include <c10/util/Exception.h>
+#include <c10/cuda/CUDAException.h>
+#include <cstdlib>
+#include <string>
+#include "gdr.h"
+#include "gdr_common.cuh"
+#include "gdr_mma.cuh"
+
+namespace engram {
+namespace gdr {
+namespace {
+
+using namespace mma;
+constexpr int kPW = 8;  // warps per block: 4 row strips x 2 column halves
+
+template <int K, int V>
+struct PrepMmaLayout {
+  static constexpr int LDK = K + 8, LDV = V + 8, LDC = kC + 8, LDF = kC + 4;
+  size_t k, q, v, l, a, at, vec, total;
+  __host__ __device__ PrepMmaLayout() {
+    SmemPlan s;
+    k = s.take(2 * kC * LDK);
+    q = s.take(2 * kC * LDK);
+    v = s.take(2 * kC * LDV);
+    l = s.take(4 * kC * LDF);
+    a = s.take(4 * kC * LDF);
+    at = s.take(2 * kC * LDC);
+    vec = s.take(4 * (3 * kC + 768));  // G, beta, beta e^G, the inverse's scratch
+    total = s.off;
+  }
+};
+
+template <class T, int K, int V>
+__global__ void __launch_bounds__(32 * kPW, 2) prep_mma(Params p) {
+  using L = PrepMmaLayout<K, V>;
+  constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC, LDF = L::LDF;
+  constexpr int KW = K / 2, KT8 = KW / 8, CW = kC / 2, CT8 = CW / 8, VW = V / 2, VT8 = VW / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const L lay;
+  const int tid = threadIdx.x, nt = blockDim.x, warp = tid >> 5, lane = tid & 31;
+  const int r0 = 16 * (warp >> 1), half = warp & 1;
+  const int kc0 = half * KW, cc0 = half * CW, vc0 = half * VW;
+  const int H = p.H, NT = p.NT;
+  const int64_t blk = blockIdx.x;
+  const int c = (int)(blk % NT);
+  const int64_t bh = blk / NT;
+  const int hh = (int)(bh % H);
+  const int64_t b = bh / H;
+  const int t0 = c * kC, Lc = min(kC, p.T - t0);
+  const int64_t row0 = (b * p.T + t0) * H + hh, cidx = bh * NT + c;
+
+  T* Ks = reinterpret_cast<T*>(smem + lay.k);
+  T* Qs = reinterpret_cast<T*>(smem + lay.q);
+  T* Vs = reinterpret_cast<T*>(smem + lay.v);
+  float* Ls = reinterpret_cast<float*>(smem + lay.l);
+  float* Af = reinterpret_cast<float*>(smem + lay.a);
+  T* ATs = reinterpret_cast<T*>(smem + lay.at);
+  float* gS = reinterpret_cast<float*>(smem + lay.vec);
+  float* bS = gS + kC;
+  float* bgS = bS + kC;
+  float* tri = bgS + kC;
+
+  {
+    constexpr int LV = ilog2(V * (int)sizeof(T) / 16), LK = ilog2(K * (int)sizeof(T) / 16);
+    copy_tile(Ks, LDK, static_cast<const T*>(p.k) + row0 * K, (int64_t)H * K, kC, LK, Lc);
+    copy_tile(Qs, LDK, static_cast<const T*>(p.q) + row0 * K, (int64_t)H * K, kC, LK, Lc);
+    copy_tile(Vs, LDV, static_cast<const T*>(p.v) + row0 * V, (int64_t)H * V, kC, LV, Lc);
+    cp_commit();
+  }
+  if (tid < kC) {
+    const bool ok = tid < Lc;
+    gS[tid] = ok ? p.g[row0 + (int64_t)tid * H] : 0.f;  // padded rows: no decay, no write
+    bS[tid] = ok ? p.beta[row0 + (int64_t)tid * H] : 0.f;
+  }
+  __syncthreads();
+  if (warp == 0) {  // inclusive scan of the 64 log decays, two per lane
+    const float a = gS[2 * lane], s2 = a + gS[2 * lane + 1];
+    float x = s2;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float y = __shfl_up_sync(0xffffffffu, x, o);
+      if (lane >= o) x += y;
+    }
+    gS[2 * lane] = x - s2 + a;
+    gS[2 * lane + 1] = x;
+  }
+  cp_wait<0>();
+  __syncthreads();  // (1) G and the tiles are visible
+  if (tid < kC) {
+    p.gc[cidx * kC + tid] = gS[tid];
+    bgS[tid] = bS[tid] * __expf(gS[tid]);
+  }
+
+  // K K^T and Q K^T: L = strict-lower(beta_i decay K K^T) to shared memory (fp32), Aqk to global
+  {
+    float kk[CT8][4], qk[CT8][4];
+    zero<CT8>(kk);
+    zero<CT8>(qk);
+    warp_mm<T, CT8, K / 16>(kk, [&](uint32_t* a, int k0) { load_a<T>(a, Ks, LDK, r0, k0); },
+                            [&](uint32_t* bb, int k0, int n0) { load_b_nmajor<T>(bb, Ks, LDK, k0, cc0 + n0); });
+    warp_mm<T, CT8, K / 16>(qk, [&](uint32_t* a, int k0) { load_a<T>(a, Qs, LDK, r0, k0); },
+                            [&](uint32_t* bb, int k0, int n0) { load_b_nmajor<T>(bb, Ks, LDK, k0, cc0 + n0); });
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < CT8; ++j)
+#pragma unroll
+      for (int hlf = 0; hlf < 2; ++hlf) {
+        const int i = r0 + g + 8 * hlf, col = cc0 + 8 * j + 2 * t;
+        float lv[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int jj = col + e;
+          const float d = jj <= i ? __expf(gS[i] - gS[jj]) : 0.f;
+          qk[j][2 * hlf + e] *= d;
+          lv[e] = jj < i ? bS[i] * d * kk[j][2 * hlf + e] : 0.f;
+        }
+        *reinterpret_cast<float2*>(Ls + i * LDF + col) = make_float2(lv[0], lv[1]);
+      }
+    store_acc<T, CT8>(static_cast<T*>(p.Aqk) + cidx * kC * kC + r0 * kC + cc0, kC, qk);
+  }
+  {  // keys and queries with their decays folded in, for both scans; 16-byte vectors, one exp per row
+    const float gl = gS[kC - 1];
+    T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
+    T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;
+    constexpr int VEC = 16 / sizeof(T), VPR = K / VEC;
+    for (int e = tid; e < kC * VPR; e += nt) {
+      const int i = e / VPR, j = (e % VPR) * VEC;
+      const float fk = __expf(gl - gS[i]), fq = __expf(gS[i]);
+      alignas(16) T tk[VEC], tq[VEC];
+#pragma unroll
+      for (int x = 0; x < VEC; ++x) {
+        tk[x] = from_f<T>(to_f(Ks[i * LDK + j + x]) * fk);
+        tq[x] = from_f<T>(to_f(Qs[i * LDK + j + x]) * fq);
+      }
+      *reinterpret_cast<int4*>(ktg + i * K + j) = *reinterpret_cast<const int4*>(tk);
+      *reinterpret_cast<int4*>(qgg + i * K + j) = *reinterpret_cast<const int4*>(tq);
+    }
+  }
+  __syncthreads();  // (2) L is visible; K and Q are consumed raw
+  // beta e^G K and beta V in place (disjoint from the inverse's data, so no barrier between)
+  for (int e = tid; e < kC * K; e += nt) {
+    const int i = e / K, j = e % K;
+    Ks[i * LDK + j] = from_f<T>(to_f(Ks[i * LDK + j]) * bgS[i]);
+  }
+  for (int e = tid; e < kC * V; e += nt) {
+    const int i = e / V, j = e % V;
+    Vs[i * LDV + j] = from_f<T>(to_f(Vs[i * LDV + j]) * bS[i]);
+  }
+  invert_unit_lower(Ls, Af, LDF, tri);
+  {
+    float* Ag = p.A + cidx * kC * kC;
+    for (int e = tid; e < kC * kC / 2; e += nt) {
+      const int i = (2 * e) / kC, j = (2 * e) % kC;
+      const float2 a = *reinterpret_cast<const float2*>(Af + i * LDF + j);
+      if (p.save) *reinterpret_cast<float2*>(Ag + i * kC + j) = a;  // only the backward reads A
+      *reinterpret_cast<uint32_t*>(ATs + i * LDC + j) = pack<T>(a.x, a.y);
+    }
+  }
+  __syncthreads();  // (3) A (as T) and the scaled K and V are visible
+  {
+    float w[KT8][4];
+    zero<KT8>(w);
+    warp_mm<T, KT8, kC / 16>(w, [&](uint32_t* a, int k0) { load_a<T>(a, ATs, LDC, r0, k0); },
+                             [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, Ks, LDK, k0, kc0 + n0); });
+    store_acc<T, KT8>(static_cast<T*>(p.w) + cidx * kC * K + r0 * K + kc0, K, w);
+  }
+  {
+    float u[VT8][4];
+    zero<VT8>(u);
+    warp_mm<T, VT8, kC / 16>(u, [&](uint32_t* a, int k0) { load_a<T>(a, ATs, LDC, r0, k0); },
+                             [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, Vs, LDV, k0, vc0 + n0); });
+    store_acc<T, VT8>(static_cast<T*>(p.u) + cidx * kC * V + r0 * V + vc0, V, u);
+  }
+}
+
+template <class T, int K, int V>
+void run(const Params& p, cudaStream_t s) {
+  launch_checked(prep_mma<T, K, V>, (int64_t)p.B * p.H * p.NT, 32 * kPW, PrepMmaLayout<K, V>().total, s, p,
+                 "gdr prep (mma)");
+}
+
+template <class T>
+bool dispatch(const Params& p, cudaStream_t s) {
+  if (p.K == 64 && p.V == 64) return run<T, 64, 64>(p, s), true;
+  if (p.K == 64 && p.V == 128) return run<T, 64, 128>(p, s), true;
+  if (p.K == 128 && p.V == 64) return run<T, 128, 64>(p, s), true;
+  if (p.K == 128 && p.V == 128) return run<T, 128, 128>(p, s), true;
+  return false;
+}
+
+}  // namespace
+
+bool launch_prep_mma(DType dt, const Params& p, cudaStream_t s) {
+  if (dt == kF32) return false;
+  if (const char* e = std::getenv("ENGRAM_GDR_PREP"))
+    if (std::string(e) == "smem") return false;
+  return dt == kBF16 ? dispatch<__nv_bfloat16>(p, s) : dispatch<__half>(p, s);
+}
+
+}  // namespace gdr
+}  // namespace engram
