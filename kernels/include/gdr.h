@@ -29,8 +29,8 @@ struct Params {
   void* Aqk = nullptr;    // T [B,H,NT,C,C] tril(Q K^T * decay), diagonal included
   void* w = nullptr;      // T [B,H,NT,C,K]  A (beta exp(G) K)
   void* u = nullptr;      // T [B,H,NT,C,V]  A (beta V)
-  void* kt = nullptr;     // T [B,H,NT,C,K]  K exp(G_last - G): the state update's keys
-  void* qg = nullptr;     // T [B,H,NT,C,K]  Q exp(G): the state read's queries
+  void* kt = nullptr;     // T [B,H,NT,C,K]  K exp(G_last - G): the state update's keys (null: not made)
+  void* qg = nullptr;     // T [B,H,NT,C,K]  Q exp(G): the state read's queries (null: not made)
   void* h = nullptr;      // T [B,H,NT,K,V]  state entering each chunk (saved for backward)
   void* X = nullptr;      // T [B,H,NT,C,V]  v_new = u - w S (saved for backward)
   bool save = false;      // forward scan stores h and X
@@ -52,6 +52,9 @@ void launch_bwd_grad(DType dt, const Params& p, cudaStream_t s);  // dq, dk, dv,
 // The register-resident scans (gdr_scan_mma.cu) for 16-bit inputs with K in {64, 128}; false
 // when they do not apply (the shared-memory scans run instead). ENGRAM_GDR_SCAN=smem disables them.
 bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd);
+// Whether the register scans run for this problem (both directions). They read the user's q and
+// k, so the forward allocates kt and qg (and prep writes them) only when this is false.
+bool scan_mma_applies(DType dt, const Params& p);
 // The register-resident gradient stage (gdr_grad_mma.cu) for 16-bit inputs with K, V in {64, 128};
 // false when it does not apply (gdr_bwd_grad.cu runs instead). ENGRAM_GDR_GRAD=smem disables it.
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);

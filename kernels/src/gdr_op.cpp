@@ -112,8 +112,6 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   r.Aqk = at::empty({s.B, s.H, s.NT, kChunk, kChunk}, tt);
   r.w = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
   Tensor u = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
-  r.kt = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
-  r.qg = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
   if (save) {
     r.h = at::empty({s.B, s.H, s.NT, s.K, s.V}, tt);
     r.X = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
@@ -124,7 +122,12 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.h0 = h0.defined() ? h0.data_ptr<float>() : nullptr;
   p.o = r.o.data_ptr(); p.ht = r.ht.data_ptr<float>();
   p.gc = r.gc.data_ptr<float>(); p.A = r.A.data_ptr<float>(); p.Aqk = r.Aqk.data_ptr();
-  p.w = r.w.data_ptr(); p.u = u.data_ptr(); p.kt = r.kt.data_ptr(); p.qg = r.qg.data_ptr();
+  p.w = r.w.data_ptr(); p.u = u.data_ptr();
+  if (!scan_mma_applies(dt, p)) {  // only the shared-memory scans read the decayed keys and queries
+    r.kt = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
+    r.qg = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
+    p.kt = r.kt.data_ptr(); p.qg = r.qg.data_ptr();
+  }
   p.save = save;
   if (save) { p.h = r.h.data_ptr(); p.X = r.X.data_ptr(); }
   cudaStream_t st = at::cuda::getCurrentCUDAStream();
@@ -185,7 +188,8 @@ struct GdrFunction : public torch::autograd::Function<GdrFunction> {
     Params p = base_params(s, scale);
     p.q = q.data_ptr(); p.k = k.data_ptr(); p.v = v.data_ptr(); p.beta = beta.data_ptr<float>();
     p.gc = gc.data_ptr<float>(); p.A = A.data_ptr<float>(); p.Aqk = Aqk.data_ptr(); p.w = w.data_ptr();
-    p.h = h.data_ptr(); p.X = X.data_ptr(); p.kt = kt.data_ptr(); p.qg = qg.data_ptr();
+    p.h = h.data_ptr(); p.X = X.data_ptr(); p.kt = kt.defined() ? kt.data_ptr() : nullptr;
+    p.qg = qg.defined() ? qg.data_ptr() : nullptr;
     p.dO = dO.data_ptr(); p.dht = dht.defined() ? dht.data_ptr<float>() : nullptr;
     p.dh = dh.data_ptr(); p.dX = dX.data_ptr(); p.dh0 = dh0.data_ptr<float>();
     p.dq = dq.data_ptr(); p.dk = dk.data_ptr(); p.dv = dv.data_ptr();

@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
     F1[i * L.ldf + j] = j < i ? bS[i] * d * F1[i * L.ldf + j] : 0.f;
     aqk[i * kC + j] = from_f<T>(F2[i * L.ldf + j] * d);
   });
-  {  // keys and queries with their decays folded in, for both scans (computed once, not per V-block);
+  if (p.kt != nullptr) {  // keys and queries with their decays folded in, for the shared-memory scans (computed once, not per V-block);
      // 16-byte vectors per thread, one exp per row
     const float gl = gS[kC - 1];
     T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;

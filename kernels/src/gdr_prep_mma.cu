@@ -1,7 +1,7 @@
 // Forward stage 1 for 16-bit inputs with K, V in {64, 128}: gdr_prep.cu's outputs (G, A, Aqk,
 // w, u, kt, qg) with the products in mma.sync registers.
 //
-// One block of 8 warps per (batch, head, chunk), two blocks per SM. Warp w owns rows
+// One block of 8 warps per (batch, head, chunk), two blocks per SM (three at K = V = 64). Warp w owns rows
 // 16*(w/2) .. +15 and one column half (w % 2) of every [C x *] result: K K^T and Q K^T are
 // formed in registers, Aqk = tril(Q K^T * decay) goes from there to global memory and only L
 // (fp32, for the inverse) to shared memory; w = A (beta e^G K) and u = A (beta V) are stored
@@ -40,7 +40,7 @@ struct PrepMmaLayout {
 };
 
 template <class T, int K, int V>
-__global__ void __launch_bounds__(32 * kPW, 2) prep_mma(Params p) {
+__global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(Params p) {
   using L = PrepMmaLayout<K, V>;
   constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC, LDF = L::LDF;
   constexpr int KW = K / 2, KT8 = KW / 8, CW = kC / 2, CT8 = CW / 8, VW = V / 2, VT8 = VW / 8;
@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(32 * kPW, 2) prep_mma(Params p) {
       }
     store_acc<T, CT8>(static_cast<T*>(p.Aqk) + cidx * kC * kC + r0 * kC + cc0, kC, qk);
   }
-  {  // keys and queries with their decays folded in, for both scans; 16-byte vectors, one exp per row
+  if (p.kt != nullptr) {  // keys and queries with their decays folded in, for the shared-memory scans; 16-byte vectors, one exp per row
     const float gl = gS[kC - 1];
     T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
     T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;

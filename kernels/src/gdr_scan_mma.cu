@@ -4,10 +4,12 @@
 // accumulators for the whole sequence; a block of NW warps covers 16*NW columns and shares one
 // double-buffered copy of the chunk's inputs in shared memory (cp.async, one barrier per chunk).
 // Per chunk, with g = lane/4 rows of the accumulators being V columns:
-//   forward:  X^T = u^T - S^T w^T,  O = scale (qg S + Aqk X),  S^T <- e^{G_last} S^T + X^T kt
-//   backward: dX^T = scale dO^T Aqk + dS^T kt^T,  dS^T <- e^{G_last} dS^T + scale dO^T qg - dX^T w
-// (the same equations as gdr_fwd_scan.cu / gdr_bwd_scan.cu, with the same roundings: the state
-// and X are rounded to the input type before they enter a product). S^T and X^T accumulators
+//   forward:  X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K
+//   backward: dX^T = scale dO^T Aqk + e^{G_last-G} (dS^T K^T),  dS^T <- e^{G_last} dS^T + scale (dO^T e^G) Q - dX^T w
+// (the equations of gdr_fwd_scan.cu / gdr_bwd_scan.cu, which read kt = K e^{G_last-G} and
+// qg = Q e^G from prep; here the decays are applied in fp32 to the other operand or to the
+// result, so prep writes neither and the scans read the user's q and k). The state and X are
+// rounded to the input type before they enter a product. S^T and X^T accumulators
 // are reused directly as A fragments (and their transposes as B fragments), so the only
 // shared-memory traffic is the chunk's inputs.
 #include <c10/util/Exception.h>
@@ -50,25 +52,19 @@ __device__ __forceinline__ void fetch(const Params& p, const MmaLayout<K>& L, un
                                       int64_t b, int hh, int v0, int lvb, int c, bool bwd) {
   constexpr int LK = ilog2(K * (int)sizeof(T) / 16), LC = ilog2(kC * (int)sizeof(T) / 16);
   const int64_t cidx = bh * p.NT + c;
-  copy_tile(reinterpret_cast<T*>(buf + L.q), L.LDK, static_cast<const T*>(p.qg) + cidx * kC * K, K, kC, LK, kC);
-  if (bwd) {  // raw keys: the backward applies exp(G_last - G) in fp32 after its product (as fla)
-    const int t0 = c * kC;
-    copy_tile(reinterpret_cast<T*>(buf + L.k), L.LDK, static_cast<const T*>(p.k) + ((b * p.T + t0) * p.H + hh) * K,
-              (int64_t)p.H * K, kC, LK, min(kC, p.T - t0));
-  } else {
-    copy_tile(reinterpret_cast<T*>(buf + L.k), L.LDK, static_cast<const T*>(p.kt) + cidx * kC * K, K, kC, LK, kC);
-  }
+  const int t0 = c * kC, Lc = min(kC, p.T - t0);
+  const int64_t row0 = (b * p.T + t0) * p.H + hh;
+  // raw q and k: their decays are applied in fp32 to the other operand or the result
+  copy_tile(reinterpret_cast<T*>(buf + L.q), L.LDK, static_cast<const T*>(p.q) + row0 * K, (int64_t)p.H * K, kC, LK, Lc);
+  copy_tile(reinterpret_cast<T*>(buf + L.k), L.LDK, static_cast<const T*>(p.k) + row0 * K, (int64_t)p.H * K, kC, LK, Lc);
   copy_tile(reinterpret_cast<T*>(buf + L.w), L.LDK, static_cast<const T*>(p.w) + cidx * kC * K, K, kC, LK, kC);
   copy_tile(reinterpret_cast<T*>(buf + L.a), L.LDC, static_cast<const T*>(p.Aqk) + cidx * kC * kC, kC, kC, LC, kC);
-  if (bwd) {
-    const int t0 = c * kC;
-    const int64_t row0 = (b * p.T + t0) * p.H + hh;
+  if (bwd)
     copy_tile(reinterpret_cast<T*>(buf + L.e), L.ldv, static_cast<const T*>(p.dO) + row0 * p.V + v0,
-              (int64_t)p.H * p.V, kC, lvb, min(kC, p.T - t0));
-  } else {
+              (int64_t)p.H * p.V, kC, lvb, Lc);
+  else
     copy_tile(reinterpret_cast<T*>(buf + L.e), L.ldv, static_cast<const T*>(p.u) + cidx * kC * p.V + v0, p.V, kC,
               lvb, kC);
-  }
   if (threadIdx.x < kC / 4) cp_async16(buf + L.g + 16 * threadIdx.x, p.gc + cidx * kC + 4 * threadIdx.x, true);
 }
 
@@ -148,7 +144,8 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
     const T* wS = reinterpret_cast<const T*>(cur + L.w);
     const T* aS = reinterpret_cast<const T*>(cur + L.a);
     const T* uS = reinterpret_cast<const T*>(cur + L.e);
-    const float Gam = __expf(reinterpret_cast<const float*>(cur + L.g)[kC - 1]);
+    const float* gS = reinterpret_cast<const float*>(cur + L.g);
+    const float gl = gS[kC - 1], Gam = __expf(gl);
     const int64_t cidx = bh * NT + c;
     const int t0 = c * kC, Lc = min(kC, p.T - t0);
 
@@ -181,7 +178,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
     for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
     if (p.save) store_acc_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, X);
 
-    // O = qg S + Aqk X  (rows c, cols v); B fragments of S and X come from SA and XA
+    // O = e^G (Q S) + Aqk X  (rows c, cols v); B fragments of S and X come from SA and XA
     float O[CS][2][4];
 #pragma unroll
     for (int mt = 0; mt < CS; ++mt)
@@ -193,6 +190,14 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
                            mma16816<T>(O[mt][0], f, SA[s][0], SA[s][2]);
                            mma16816<T>(O[mt][1], f, SA[s][1], SA[s][3]);
                          });
+#pragma unroll
+    for (int mt = 0; mt < CS; ++mt)
+#pragma unroll
+      for (int hlf = 0; hlf < 2; ++hlf) {
+        const float e = __expf(gS[16 * mt + g + 8 * hlf]);
+#pragma unroll
+        for (int n = 0; n < 2; ++n) O[mt][n][2 * hlf] *= e, O[mt][n][2 * hlf + 1] *= e;
+      }
     pipeline<CS * CS, 3>([&](int i, uint32_t* f) { load_a(f, aS, L.LDC, 16 * (i / CS), 16 * (i % CS)); },
                          [&](int i, const uint32_t* f) {
                            const int mt = i / CS, s = i % CS;
@@ -213,7 +218,18 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
           }
         }
 
-    // S^T <- Gam S^T + X^T kt
+    // S^T <- Gam S^T + (X^T e^{G_last - G}) K: the decay scales X's columns in fp32
+#pragma unroll
+    for (int s = 0; s < CS; ++s) {
+      float x0[4], x1[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c0 = 16 * s + 2 * t + (e & 1);
+        x0[e] = X[2 * s][e] * __expf(gl - gS[c0]);
+        x1[e] = X[2 * s + 1][e] * __expf(gl - gS[c0 + 8]);
+      }
+      acc_to_a<T>(XA[s], x0, x1);
+    }
 #pragma unroll
     for (int j = 0; j < KT; ++j)
 #pragma unroll
@@ -275,6 +291,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
     for (int s = 0; s < KS; ++s) acc_to_a_split<T>(DA[s], DL[s], D[2 * s], D[2 * s + 1]);
     store_acc_t<T, KT>(static_cast<T*>(p.dh) + cidx * K * V + v0 + vw, V, D);
     uint32_t OA[CS][4];  // dO^T (rows v, cols c) as A fragments
+    const float* gS = reinterpret_cast<const float*>(cur + L.g);
 #pragma unroll
     for (int s = 0; s < CS; ++s) load_a_t(OA[s], dS, L.ldv, vw, 16 * s);
 
@@ -294,7 +311,6 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) X[j][e] *= p.scale;
     // + exp(G_last - G_c) (dS^T K^T)[v][c], two c tiles at a time
-    const float* gS = reinterpret_cast<const float*>(cur + L.g);
     float P0[4], P1[4];
     pipeline<CT / 2 * KS, 3>(
         [&](int i, uint32_t* f) { load_b_nmajor(f, kS, L.LDK, 16 * (i % KS), 16 * (i / KS)); },
@@ -326,7 +342,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
     }
     store_acc_t<T, CT>(static_cast<T*>(p.dX) + cidx * kC * V + v0 + vw, V, X);
 
-    // dS^T <- Gam dS^T - dX^T w + scale dO^T qg (the scaled term two n8 tiles at a time)
+    // dS^T <- Gam dS^T - dX^T w + scale (dO^T e^G) Q (the scaled term two n8 tiles at a time)
 #pragma unroll
     for (int j = 0; j < KT; ++j)
 #pragma unroll
@@ -340,6 +356,15 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
           mma16816<T>(D[2 * jj], XL[s], f[0], f[1]);
           mma16816<T>(D[2 * jj + 1], XL[s], f[2], f[3]);
         });
+    // dO^T e^G, in place: dO^T is not needed any more
+#pragma unroll
+    for (int s = 0; s < CS; ++s)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c0 = 16 * s + 2 * t + 8 * (e >> 1);
+        const float2 x = unpack<T>(OA[s][e]);
+        OA[s][e] = pack<T>(x.x * __expf(gS[c0]), x.y * __expf(gS[c0 + 1]));
+      }
     pipeline<KT / 2 * CS, 3>(
         [&](int i, uint32_t* f) { load_b_kmajor(f, qS, L.LDK, 16 * (i % CS), 16 * (i / CS)); },
         [&](int i, const uint32_t* f) {
@@ -405,13 +430,28 @@ bool dispatch(const Params& p, cudaStream_t s, bool bwd) {
   }
 }
 
+template <class T, int K>
+bool fits(const Params& p) {
+  for (bool bwd : {false, true})
+    if (2 * MmaLayout<K>(16 * pick_warps(p, bwd)).buf > max_smem_per_block()) return false;
+  return true;
+}
+
 }  // namespace
 
-bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd) {
-  if (dt == kF32 || p.V % 16 != 0) return false;
+bool scan_mma_applies(DType dt, const Params& p) {
+  if (dt == kF32 || p.V % 16 != 0 || (p.K != 64 && p.K != 128)) return false;
   if (const char* e = std::getenv("ENGRAM_GDR_SCAN"))
     if (std::string(e) == "smem") return false;
-  return dt == kBF16 ? dispatch<__nv_bfloat16>(p, s, bwd) : dispatch<__half>(p, s, bwd);
+  return p.K == 64 ? fits<__half, 64>(p) : fits<__half, 128>(p);
+}
+
+bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd) {
+  // without kt and qg (not made when these scans apply) the shared-memory scans cannot run
+  if (p.qg != nullptr && !scan_mma_applies(dt, p)) return false;
+  const bool ran = dt == kBF16 ? dispatch<__nv_bfloat16>(p, s, bwd) : dispatch<__half>(p, s, bwd);
+  TORCH_CHECK(ran || p.qg != nullptr, "gdr scan: the register scans do not fit this shape (K=", p.K, ", V=", p.V, ")");
+  return ran;
 }
 
 }  // namespace gdr
