@@ -387,14 +387,12 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
 
 // Warps per block: up to 4 (64 columns of V). Measured on the H100 (docs/kernels.md): 8 warps
 // per block (whole heads, no re-read of the chunk inputs) lose to 4 at every benchmark shape,
-// 1-2 warps lose by up to 2.8x when the grid fills the GPU. When 4-warp blocks would leave SMs
-// idle, the backward scan takes 2 (twice the blocks): 5-12% faster at (4,2048,8,64,128),
-// (2,8192,16,128,128) and (1,16384,16,128,128); the forward scan measured slower that way.
+// 1-2 warps lose by up to 2.8x when the grid fills the GPU, and 2 warps measured no better where
+// 4-warp blocks leave SMs idle ((4,2048,8,64,128), (2,8192,16,128,128), (1,16384,16,128,128)).
 // ENGRAM_GDR_NW forces a count (tests cover several).
-int pick_warps(const Params& p, bool bwd) {
+int pick_warps(const Params& p) {
   int nw = 1;
   while (nw < 4 && (p.V / 16) % (2 * nw) == 0) nw *= 2;
-  if (bwd && nw == 4 && (int64_t)p.B * p.H * (p.V / 64) < device_attribute(cudaDevAttrMultiProcessorCount)) nw = 2;
   if (const char* e = std::getenv("ENGRAM_GDR_NW")) {
     const int want = std::atoi(e);
     TORCH_CHECK(want >= 1 && want <= kMaxWarps && (p.V / 16) % want == 0, "ENGRAM_GDR_NW=", e,
@@ -406,7 +404,7 @@ int pick_warps(const Params& p, bool bwd) {
 
 template <class T, int K>
 bool run(const Params& p, cudaStream_t s, bool bwd) {
-  const int nw = pick_warps(p, bwd);
+  const int nw = pick_warps(p);
   const MmaLayout<K> L(16 * nw);
   // Two buffers: a third (ENGRAM_GDR_STAGES=3) measured no faster at any benchmark shape (the
   // scans are bound by each warp's instruction issue, not by load latency) and costs occupancy.
@@ -432,9 +430,7 @@ bool dispatch(const Params& p, cudaStream_t s, bool bwd) {
 
 template <class T, int K>
 bool fits(const Params& p) {
-  for (bool bwd : {false, true})
-    if (2 * MmaLayout<K>(16 * pick_warps(p, bwd)).buf > max_smem_per_block()) return false;
-  return true;
+  return 2 * MmaLayout<K>(16 * pick_warps(p)).buf <= max_smem_per_block();
 }
 
 }  // namespace
