@@ -80,7 +80,8 @@ pub(crate) fn rope(x: &Tensor, offset: i64, base: f64) -> Tensor {
     let (_, t, _, d) = x.size4().expect("rope expects [B,T,H,D]");
     let dev = x.device();
     let inv = Tensor::arange_start_step(0, d, 2, (Kind::Float, dev)).divide_scalar(d as f64);
-    let inv = Tensor::from(base).to_device(dev).pow(&inv).reciprocal();
+    // the base filled on the device (a host scalar copied over would synchronise the stream)
+    let inv = Tensor::full(&[] as &[i64], base, (Kind::Double, dev)).pow(&inv).reciprocal();
     let pos = Tensor::arange_start(offset, offset + t, (Kind::Float, dev));
     let freqs = pos.outer(&inv);
     let emb = Tensor::cat(&[&freqs, &freqs], -1); // [T, D]

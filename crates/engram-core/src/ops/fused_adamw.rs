@@ -80,7 +80,9 @@ pub fn fused_adamw(params: &[Tensor], grads: &[Tensor], exp_avgs: &[Tensor], exp
     let lib = library().expect("checked by available()");
     // SAFETY: signature fixed by kernels/src/optim.cpp.
     let f: FusedFn = unsafe { lib.symbol("engram_fused_adamw")? };
-    let step = Tensor::from_slice(&[h.step as f32]).to_device(dev).squeeze();
+    // Filled on the device: a host tensor copied with `to_device` would block the host until the
+    // GPU drains the stream (a pageable copy), an idle gap in every training step.
+    let step = Tensor::full(&[] as &[i64], h.step as f64, (Kind::Float, dev));
     let ptrs = |ts: &[Tensor]| -> Vec<*mut torch_sys::C_tensor> { ts.iter().map(|t| t.as_ptr() as *mut _).collect() };
     let (mut p, mut g, mut m, mut v) = (ptrs(params), ptrs(grads), ptrs(exp_avgs), ptrs(exp_avg_sqs));
     let mut s: Vec<*mut torch_sys::C_tensor> = vec![step.as_ptr() as *mut _; n];
