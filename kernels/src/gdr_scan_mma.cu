@@ -395,7 +395,8 @@ int pick_warps(const Params& p) {
   while (nw < 4 && (p.V / 16) % (2 * nw) == 0) nw *= 2;
   if (const char* e = std::getenv("ENGRAM_GDR_NW")) {
     const int want = std::atoi(e);
-    TORCH_CHECK(want >= 1 && want <= kMaxWarps && (p.V / 16) % want == 0, "ENGRAM_GDR_NW=", e,
+    // a power of two: a block's 16 * nw columns are copied as 2 * nw 16-byte vectors per row
+    TORCH_CHECK(want >= 1 && want <= kMaxWarps && (want & (want - 1)) == 0 && (p.V / 16) % want == 0, "ENGRAM_GDR_NW=", e,
                 " is not usable with V=", p.V);
     nw = want;
   }
