@@ -13,6 +13,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod cuda_memory;
 pub mod device;
 pub mod distributed;
 pub mod dtype;

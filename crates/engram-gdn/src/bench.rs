@@ -28,6 +28,13 @@ pub struct BenchRow {
     /// Peak GPU memory of this process in MiB as nvidia-smi reports it (CUDA context and the
     /// caching allocator's reserve included); None on the CPU or without nvidia-smi.
     pub process_gpu_mib: Option<f64>,
+    /// Peak bytes of live tensors over the timed and warm-up steps, in MiB, from the caching
+    /// allocator (`torch.cuda.max_memory_allocated` after `reset_peak_memory_stats` once the model
+    /// and optimizer exist, as `scripts/gpu/hybrid_torch.py` measures); None on the CPU or without
+    /// the kernel library.
+    pub max_allocated_mib: Option<f64>,
+    /// Peak bytes the allocator held (live tensors and cached blocks), in MiB, measured likewise.
+    pub max_reserved_mib: Option<f64>,
 }
 
 /// Times `steps` training steps after `warmup` ones at each `(B, T)`.
@@ -55,6 +62,12 @@ pub fn train_throughput_traced(
         model.set_compute_kind(if bf16 { Kind::BFloat16 } else { Kind::Float });
         let mut opt = AdamW::new(&vs, AdamWConfig::default());
         let params = parameter_count(&vs);
+        let cuda_index = match device {
+            Device::Cuda(i) => Some(i),
+            _ => None,
+        };
+        // Some(..) only where the allocator counters can be read (CUDA and the kernel library)
+        let mem_ok = cuda_index.is_some_and(|i| engram_core::cuda_memory::reset_peak(i).is_ok());
         let mut losses = Vec::new();
         let mut t0 = Instant::now();
         for i in 0..warmup + steps {
@@ -83,6 +96,8 @@ pub fn train_throughput_traced(
             engram_core::profiler::stop(p)?;
         }
         let loss = Tensor::stack(&losses, 0).mean(Kind::Float).double_value(&[]);
+        let mem = cuda_index.filter(|_| mem_ok).and_then(|i| engram_core::cuda_memory::stats(i).ok());
+        let mib = |x: i64| x as f64 / (1u64 << 20) as f64;
         rows.push(BenchRow {
             batch: b,
             seq_len: t,
@@ -91,6 +106,8 @@ pub fn train_throughput_traced(
             tokens_per_s: (steps as i64 * b * t) as f64 / secs,
             loss,
             process_gpu_mib: if device.is_cuda() { process_gpu_mib() } else { None },
+            max_allocated_mib: mem.map(|m| mib(m.allocated_peak)),
+            max_reserved_mib: mem.map(|m| mib(m.reserved_peak)),
         });
     }
     Ok(rows)
@@ -117,17 +134,22 @@ pub fn process_gpu_mib() -> Option<f64> {
 
 /// The rows as a Markdown table.
 pub fn markdown(rows: &[BenchRow]) -> String {
-    let mut s = String::from("| B | T | params | steps/s | tokens/s | loss | process GPU MiB |\n|---|---|---|---|---|---|---|\n");
+    let mut s = String::from(
+        "| B | T | params | steps/s | tokens/s | loss | max allocated MiB | max reserved MiB | process GPU MiB |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mib = |m: Option<f64>| m.map_or("-".into(), |m| format!("{m:.0}"));
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.3} | {} |\n",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.3} | {} | {} | {} |\n",
             r.batch,
             r.seq_len,
             r.parameters,
             r.steps_per_s,
             r.tokens_per_s,
             r.loss,
-            r.process_gpu_mib.map_or("-".into(), |m| format!("{m:.0}"))
+            mib(r.max_allocated_mib),
+            mib(r.max_reserved_mib),
+            mib(r.process_gpu_mib)
         ));
     }
     s
