@@ -411,7 +411,10 @@ bool run(const Params& p, cudaStream_t s, bool bwd) {
   // scans are bound by each warp's instruction issue, not by load latency) and costs occupancy.
   int stages = 2;
   if (const char* e = std::getenv("ENGRAM_GDR_STAGES")) stages = std::atoi(e) == 3 ? 3 : 2;
-  if ((size_t)stages * L.buf > max_smem_per_block()) return false;
+  // a third buffer that does not fit falls back to two: when these scans apply, prep has not
+  // made the shared-memory scans' inputs, so refusing here would be an error, not a fallback
+  if (stages == 3 && 3 * L.buf > max_smem_per_block()) stages = 2;
+  if (2 * L.buf > max_smem_per_block()) return false;
   const int64_t blocks = (int64_t)p.B * p.H * (p.V / (16 * nw));
   if (stages == 3)
     launch_checked(bwd ? bwd_scan_mma<T, K, 3> : fwd_scan_mma<T, K, 3>, blocks, 32 * nw, 3 * L.buf, s, p, "gdr scan");
@@ -429,7 +432,7 @@ bool dispatch(const Params& p, cudaStream_t s, bool bwd) {
   }
 }
 
-template <class T, int K>
+template <int K>
 bool fits(const Params& p) {
   return 2 * MmaLayout<K>(16 * pick_warps(p)).buf <= max_smem_per_block();
 }
@@ -440,7 +443,7 @@ bool scan_mma_applies(DType dt, const Params& p) {
   if (dt == kF32 || p.V % 16 != 0 || (p.K != 64 && p.K != 128)) return false;
   if (const char* e = std::getenv("ENGRAM_GDR_SCAN"))
     if (std::string(e) == "smem") return false;
-  return p.K == 64 ? fits<__half, 64>(p) : fits<__half, 128>(p);
+  return p.K == 64 ? fits<64>(p) : fits<128>(p);
 }
 
 bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd) {
