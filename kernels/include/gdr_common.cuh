@@ -11,6 +11,7 @@
 #include <mma.h>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include "gdr.h"
 
 namespace engram {
@@ -39,6 +40,22 @@ struct SmemPlan {
     size_t o = off;
     off += (bytes + 127) / 128 * 128;
     return o;
+  }
+};
+
+// Where a block of a per-chunk kernel (grid B*H*NT, one block per (batch, head, chunk)) works.
+struct ChunkBlock {
+  int Lc;        // rows of the chunk inside the sequence (fewer than kC only in the tail chunk)
+  int64_t row0;  // its first row (b, t0, head) flattened over the user's [B,T,H]
+  int64_t cidx;  // (b, head, chunk) flattened over the [B,H,NT,...] intermediates
+  __device__ explicit ChunkBlock(const Params& p) {
+    const int64_t blk = blockIdx.x;
+    const int c = (int)(blk % p.NT);
+    const int64_t bh = blk / p.NT;
+    const int t0 = c * kC;
+    Lc = min(kC, p.T - t0);
+    row0 = ((bh / p.H) * p.T + t0) * p.H + bh % p.H;
+    cidx = bh * p.NT + c;
   }
 };
 
@@ -313,6 +330,26 @@ void launch_checked(Kern kern, int64_t blocks, int threads, size_t smem, cudaStr
   C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   kern<<<(unsigned)blocks, threads, smem, s>>>(p);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Runs Launch<T, K, V>::run(p, s) for 16-bit inputs with K, V in {64, 128}, the shapes the
+// register-resident per-chunk kernels are built for, and returns true; returns false (the caller
+// runs its shared-memory kernel) for fp32, for other K or V, and when the environment variable
+// `knob` is "smem".
+template <template <class, int, int> class Launch, class T>
+bool launch_kv(const Params& p, cudaStream_t s) {
+  if (p.K == 64 && p.V == 64) return Launch<T, 64, 64>::run(p, s), true;
+  if (p.K == 64 && p.V == 128) return Launch<T, 64, 128>::run(p, s), true;
+  if (p.K == 128 && p.V == 64) return Launch<T, 128, 64>::run(p, s), true;
+  if (p.K == 128 && p.V == 128) return Launch<T, 128, 128>::run(p, s), true;
+  return false;
+}
+template <template <class, int, int> class Launch>
+bool launch_16bit_kv(DType dt, const Params& p, cudaStream_t s, const char* knob) {
+  if (dt == kF32) return false;
+  if (const char* e = std::getenv(knob))
+    if (std::strcmp(e, "smem") == 0) return false;
+  return dt == kBF16 ? launch_kv<Launch, __nv_bfloat16>(p, s) : launch_kv<Launch, __half>(p, s);
 }
 
 // V-block width of the shared-memory scans (forward and backward alike). One block fits per SM,

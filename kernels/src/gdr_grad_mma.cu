@@ -18,8 +18,6 @@
 // are bitwise deterministic.
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
-#include <cstdlib>
-#include <string>
 #include "gdr.h"
 #include "gdr_common.cuh"
 #include "gdr_mma.cuh"
@@ -69,14 +67,10 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int strip = warp >> 1, half = warp & 1, r0 = 16 * strip;
   const int kc0 = half * KW, cc0 = half * CW, vc0 = half * VW;
-  const int H = p.H, NT = p.NT;
-  const int64_t blk = blockIdx.x;
-  const int c = (int)(blk % NT);
-  const int64_t bh = blk / NT;
-  const int hh = (int)(bh % H);
-  const int64_t b = bh / H;
-  const int t0 = c * kC, Lc = min(kC, p.T - t0);
-  const int64_t row0 = (b * p.T + t0) * H + hh, cidx = bh * NT + c;
+  const int H = p.H;
+  const ChunkBlock cb(p);
+  const int Lc = cb.Lc;
+  const int64_t row0 = cb.row0, cidx = cb.cidx;
 
   T* Qs = reinterpret_cast<T*>(smem + lay.q);
   T* Ks = reinterpret_cast<T*>(smem + lay.k);
@@ -342,28 +336,15 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
 }
 
 template <class T, int K, int V>
-void run(const Params& p, cudaStream_t s) {
-  launch_checked(bwd_grad_mma<T, K, V>, (int64_t)p.B * p.H * p.NT, 32 * kGW, GradMmaLayout<K, V>().total, s, p,
-                 "gdr backward (mma)");
-}
-
-template <class T>
-bool dispatch(const Params& p, cudaStream_t s) {
-  if (p.K == 64 && p.V == 64) return run<T, 64, 64>(p, s), true;
-  if (p.K == 64 && p.V == 128) return run<T, 64, 128>(p, s), true;
-  if (p.K == 128 && p.V == 64) return run<T, 128, 64>(p, s), true;
-  if (p.K == 128 && p.V == 128) return run<T, 128, 128>(p, s), true;
-  return false;
-}
+struct Launch {
+  static void run(const Params& p, cudaStream_t s) {
+    launch_checked(bwd_grad_mma<T, K, V>, (int64_t)p.B * p.H * p.NT, 32 * kGW, GradMmaLayout<K, V>().total, s, p, "gdr backward (mma)");
+  }
+};
 
 }  // namespace
 
-bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s) {
-  if (dt == kF32) return false;
-  if (const char* e = std::getenv("ENGRAM_GDR_GRAD"))
-    if (std::string(e) == "smem") return false;
-  return dt == kBF16 ? dispatch<__nv_bfloat16>(p, s) : dispatch<__half>(p, s);
-}
+bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s) { return launch_16bit_kv<Launch>(dt, p, s, "ENGRAM_GDR_GRAD"); }
 
 }  // namespace gdr
 }  // namespace engram

@@ -36,14 +36,10 @@ struct PrepLayout {
 template <class T>
 __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
   extern __shared__ __align__(128) unsigned char smem[];
-  const int K = p.K, V = p.V, NT = p.NT, H = p.H;
-  const int64_t blk = blockIdx.x;
-  const int c = (int)(blk % NT);
-  const int64_t bh = blk / NT;
-  const int hh = (int)(bh % H);
-  const int64_t b = bh / H;
-  const int t0 = c * kC;
-  const int Lc = min(kC, p.T - t0);
+  const int K = p.K, V = p.V, H = p.H;
+  const ChunkBlock cb(p);
+  const int Lc = cb.Lc;
+  const int64_t row0 = cb.row0, cidx = cb.cidx;
   PrepLayout<T> L(K, V);
   T* kS = reinterpret_cast<T*>(smem + L.k);
   T* qS = reinterpret_cast<T*>(smem + L.q);
@@ -57,7 +53,6 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
   float* tri = reinterpret_cast<float*>(smem + L.tri);
   const int tid = threadIdx.x;
 
-  const int64_t row0 = (b * p.T + t0) * H + hh;  // (b, t0, hh) in [B,T,H]
   load_tile_async(kS, L.ldk, static_cast<const T*>(p.k) + row0 * K, (int64_t)H * K, kC, K, Lc);
   load_tile_async(qS, L.ldk, static_cast<const T*>(p.q) + row0 * K, (int64_t)H * K, kC, K, Lc);
   load_tile_async(vS, L.ldv, static_cast<const T*>(p.v) + row0 * V, (int64_t)H * V, kC, V, Lc);
@@ -82,7 +77,6 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
   }
   cp_wait<0>();
   __syncthreads();
-  const int64_t cidx = bh * NT + c;  // chunk index in [B,H,NT]
   if (tid < kC) p.gc[cidx * kC + tid] = gS[tid];
   mm<T, false, true>(F1, L.ldf, kS, L.ldk, kS, L.ldk, kC, kC, K);  // K K^T
   mm<T, false, true>(F2, L.ldf, qS, L.ldk, kS, L.ldk, kC, kC, K);  // Q K^T
