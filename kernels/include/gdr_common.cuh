@@ -48,8 +48,9 @@ struct ChunkBlock {
   int Lc;        // rows of the chunk inside the sequence (fewer than kC only in the tail chunk)
   int64_t row0;  // its first row (b, t0, head) flattened over the user's [B,T,H]
   int64_t cidx;  // (b, head, chunk) flattened over the [B,H,NT,...] intermediates
-  __device__ explicit ChunkBlock(const Params& p) {
-    const int64_t blk = blockIdx.x;
+  __device__ explicit ChunkBlock(const Params& p) : ChunkBlock(p, blockIdx.x) {}
+  // the chunk of flat index blk over [B, H, NT] (persistent kernels walk several)
+  __device__ ChunkBlock(const Params& p, int64_t blk) {
     const int c = (int)(blk % p.NT);
     const int64_t bh = blk / p.NT;
     const int t0 = c * kC;
@@ -64,6 +65,12 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
   unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   int n = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+// 4 bytes (strided scalars such as beta [B,T,H]), zero-filled when !valid
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem, bool valid) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  int n = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }

@@ -1,9 +1,10 @@
 // Backward stage 2 for 16-bit inputs with K, V in {64, 128}: every input gradient of one chunk,
 // with the products in mma.sync registers instead of fp32 shared-memory tiles.
 //
-// The equations are gdr_bwd_grad.cu's (see its header). One block of 8 warps per (batch, head,
-// chunk); the whole chunk (q, k, v, dO, X, dX, S0, dS and A) sits in shared memory as 16-bit
-// tiles. Warp w owns rows 16*(w/2) .. +15 of every [C x *] result and one column half (w % 2), so
+// The equations are gdr_bwd_grad.cu's (see its header). A block of 8 warps per (batch, head,
+// chunk), or a persistent block that walks chunks with the next one's loads in flight; the whole chunk (q, k, v, dO, X, dX, S0, dS and A) sits in shared memory as 16-bit
+// tiles. Warp w owns rows 16*(w/NCG) .. +15 of every [C x *] result and one of NCG = 2 column
+// groups (w % NCG), so
 // dq and dk live in that warp's registers from their first term to their store, and every
 // product that contracts over V is done once, straight from the tiles:
 //   1. dO S0^T, X dS^T, dX S0^T (one pass over V sharing the B fragments); P, Z from dO X^T and
@@ -16,6 +17,8 @@
 // in fp32 after the product instead of to K before it). Seven barriers per chunk instead of ~30.
 // Row and column sums are written by one owner each and added in a fixed order: the gradients
 // are bitwise deterministic.
+#include <algorithm>
+#include <cstdlib>
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
 #include "gdr.h"
@@ -27,20 +30,24 @@ namespace gdr {
 namespace {
 
 using namespace mma;
-constexpr int kGW = 8;  // warps per block: 4 row strips x 2 column halves
 
-template <int K, int V>
+template <int K, int V, int NCG, bool PF>
 struct GradMmaLayout {
+  static constexpr int GW = 4 * NCG;  // warps per block: 4 row strips x NCG column groups
   static constexpr int LDK = K + 8, LDV = V + 8, LDC = kC + 8;  // 16-byte row padding
-  // vectors (fp32): g, beta, then per-owner partial sums
-  static constexpr int vG = 0, vB = kC, vQd = 2 * kC, vZr = 4 * kC, vCs = 6 * kC, vEs = 8 * kC, vDb = 10 * kC,
-                       vRe = 12 * kC, vColZ = 14 * kC, vColE = 18 * kC, vFrob = 22 * kC,
-                       nvec = 22 * kC + kGW;
-  size_t q, k, dO, x, dx, v, s0, ds, a, pm, da, vec, total;
+  // vectors (fp32): g, beta, then per-owner partial sums (row sums: one per column group;
+  // column sums: one per row strip)
+  static constexpr int N = NCG * kC;
+  // g and beta come twice: a persistent block loads the next chunk's beside the current ones
+  static constexpr int vG = 0, vB = kC, vG2 = 2 * kC, vB2 = 3 * kC, vQd = 4 * kC, vZr = vQd + N, vCs = vZr + N, vEs = vCs + N, vDb = vEs + N,
+                       vRe = vDb + N, vColZ = vRe + N, vColE = vColZ + 4 * kC, vFrob = vColE + 4 * kC,
+                       nvec = vFrob + GW;
+  size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, total;
   __host__ __device__ GradMmaLayout() {
     SmemPlan s;
     q = s.take(2 * kC * LDK);
     k = s.take(2 * kC * LDK);
+    k2 = PF ? s.take(2 * kC * LDK) : k;  // the next chunk's keys (k is read to the chunk's end)
     dO = s.take(2 * kC * LDV);
     x = s.take(2 * kC * LDV);
     dx = s.take(2 * kC * LDV);
@@ -55,25 +62,26 @@ struct GradMmaLayout {
   }
 };
 
-template <class T, int K, int V>
-__global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_mma(Params p) {
-  using L = GradMmaLayout<K, V>;
+template <class T, int K, int V, int NCG, bool PF>
+__global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2 : 1) bwd_grad_mma(Params p) {
+  using L = GradMmaLayout<K, V, NCG, PF>;
+  constexpr int GW = L::GW;
   constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC;
-  constexpr int KW = K / 2, KT8 = KW / 8;   // a warp's columns of a [C x K] result
-  constexpr int CW = kC / 2, CT8 = CW / 8;  // ... of a [C x C] result
-  constexpr int VW = V / 2, VT8 = VW / 8;   // ... of dV
+  constexpr int KW = K / NCG, KT8 = KW / 8;   // a warp's columns of a [C x K] result
+  constexpr int CW = kC / NCG, CT8 = CW / 8;  // ... of a [C x C] result
+  constexpr int VW = V / NCG, VT8 = VW / 8;   // ... of dV
+  static_assert(KT8 % 2 == 0 && CT8 >= 1 && VT8 >= 1, "column groups too narrow");
   extern __shared__ __align__(128) unsigned char smem[];
   const L lay;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int strip = warp >> 1, half = warp & 1, r0 = 16 * strip;
-  const int kc0 = half * KW, cc0 = half * CW, vc0 = half * VW;
+  const int strip = warp / NCG, grp = warp % NCG, r0 = 16 * strip;
+  const int kc0 = grp * KW, cc0 = grp * CW, vc0 = grp * VW;
   const int H = p.H;
-  const ChunkBlock cb(p);
-  const int Lc = cb.Lc;
-  const int64_t row0 = cb.row0, cidx = cb.cidx;
+  const int64_t total = (int64_t)p.B * p.H * p.NT;
 
   T* Qs = reinterpret_cast<T*>(smem + lay.q);
-  T* Ks = reinterpret_cast<T*>(smem + lay.k);
+  T* const K0s = reinterpret_cast<T*>(smem + lay.k);
+  T* const K1s = reinterpret_cast<T*>(smem + lay.k2);
   T* dOs = reinterpret_cast<T*>(smem + lay.dO);
   T* Xs = reinterpret_cast<T*>(smem + lay.x);
   T* dXs = reinterpret_cast<T*>(smem + lay.dx);
@@ -87,39 +95,76 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
   T* dAs = reinterpret_cast<T*>(smem + lay.da);
   T* Rs = dAs;
   float* vec = reinterpret_cast<float*>(smem + lay.vec);
-  const float* gS = vec + L::vG;
-  const float* bS = vec + L::vB;
 
-  // ---- loads: the V-side tiles first (the first products need only them), then q, k, v
-  {
-    constexpr int LV = ilog2(V * (int)sizeof(T) / 16), LK = ilog2(K * (int)sizeof(T) / 16);
-    const int64_t strideV = (int64_t)H * V, strideK = (int64_t)H * K;
-    copy_tile(dOs, LDV, static_cast<const T*>(p.dO) + row0 * V, strideV, kC, LV, Lc);
-    copy_tile(Xs, LDV, static_cast<const T*>(p.X) + cidx * kC * V, V, kC, LV, kC);
-    copy_tile(dXs, LDV, static_cast<const T*>(p.dX) + cidx * kC * V, V, kC, LV, kC);
-    copy_tile(S0s, LDV, static_cast<const T*>(p.h) + cidx * K * V, V, K, LV, K);
-    copy_tile(dSs, LDV, static_cast<const T*>(p.dh) + cidx * K * V, V, K, LV, K);
+  // The loads of one chunk, in the order the products need them. A persistent block (PF) issues
+  // the next chunk's tiles as soon as the current chunk's copy is dead: dS after barrier (2); dO,
+  // X, dX after (3); S0, g, beta and then q, k, v after (4) (k into the other K buffer); A after
+  // (6), through registers (it is fp32 in global memory). The last group (q, k, v) is waited for
+  // only before barrier (2).
+  constexpr int LV = ilog2(V * (int)sizeof(T) / 16), LK = ilog2(K * (int)sizeof(T) / 16);
+  const int64_t strideV = (int64_t)H * V, strideK = (int64_t)H * K;
+  auto load_ds = [&](const ChunkBlock& c) {
+    copy_tile(dSs, LDV, static_cast<const T*>(p.dh) + c.cidx * K * V, V, K, LV, K);
+  };
+  auto load_dx = [&](const ChunkBlock& c) {
+    copy_tile(dOs, LDV, static_cast<const T*>(p.dO) + c.row0 * V, strideV, kC, LV, c.Lc);
+    copy_tile(Xs, LDV, static_cast<const T*>(p.X) + c.cidx * kC * V, V, kC, LV, kC);
+    copy_tile(dXs, LDV, static_cast<const T*>(p.dX) + c.cidx * kC * V, V, kC, LV, kC);
+  };
+  auto load_s0 = [&](const ChunkBlock& c, float* gdst, float* bdst) {
+    copy_tile(S0s, LDV, static_cast<const T*>(p.h) + c.cidx * K * V, V, K, LV, K);
+    const int t = threadIdx.x;
+    if (t < kC / 4) cp_async16(gdst + 4 * t, p.gc + c.cidx * kC + 4 * t, true);
+    if (t < kC) cp_async4(bdst + t, p.beta + c.row0 + (int64_t)(t < c.Lc ? t : 0) * H, t < c.Lc);
     cp_commit();
-    copy_tile(Qs, LDK, static_cast<const T*>(p.q) + row0 * K, strideK, kC, LK, Lc);
-    copy_tile(Ks, LDK, static_cast<const T*>(p.k) + row0 * K, strideK, kC, LK, Lc);
-    copy_tile(Vs, LDV, static_cast<const T*>(p.v) + row0 * V, strideV, kC, LV, Lc);
+  };
+  auto load_qkv = [&](const ChunkBlock& c, T* kdst) {
+    copy_tile(Qs, LDK, static_cast<const T*>(p.q) + c.row0 * K, strideK, kC, LK, c.Lc);
+    copy_tile(kdst, LDK, static_cast<const T*>(p.k) + c.row0 * K, strideK, kC, LK, c.Lc);
+    copy_tile(Vs, LDV, static_cast<const T*>(p.v) + c.row0 * V, strideV, kC, LV, c.Lc);
     cp_commit();
-    const float4* Ag = reinterpret_cast<const float4*>(p.A + cidx * kC * kC);
-    for (int i = threadIdx.x; i < kC * kC / 4; i += blockDim.x) {
-      const float4 a = Ag[i];
-      const int r = (4 * i) / kC, col = (4 * i) % kC;
-      uint2 u;
-      u.x = pack<T>(a.x, a.y);
-      u.y = pack<T>(a.z, a.w);
-      *reinterpret_cast<uint2*>(As + r * LDC + col) = u;
+  };
+  constexpr int NA = kC * kC / 4 / (32 * GW);  // float4s of A per thread
+  auto load_a_regs = [&](const ChunkBlock& c, float4* r) {
+    const float4* Ag = reinterpret_cast<const float4*>(p.A + c.cidx * kC * kC);
+#pragma unroll
+    for (int u = 0; u < NA; ++u) r[u] = Ag[threadIdx.x + u * 32 * GW];
+  };
+  auto store_a = [&](const float4* r) {
+#pragma unroll
+    for (int u = 0; u < NA; ++u) {
+      const int i = threadIdx.x + u * 32 * GW, row = (4 * i) / kC, col = (4 * i) % kC;
+      uint2 w;
+      w.x = pack<T>(r[u].x, r[u].y);
+      w.y = pack<T>(r[u].z, r[u].w);
+      *reinterpret_cast<uint2*>(As + row * LDC + col) = w;
     }
-    for (int i = threadIdx.x; i < kC; i += blockDim.x) {
-      vec[L::vG + i] = p.gc[cidx * kC + i];
-      vec[L::vB + i] = i < Lc ? p.beta[row0 + (int64_t)i * H] : 0.f;
-    }
-    cp_wait<1>();
-    __syncthreads();  // (1) the V-side tiles, A, g and beta are visible
+  };
+
+  int64_t blk = blockIdx.x;
+  {  // the first chunk's tiles
+    const ChunkBlock c(p, blk);
+    load_ds(c);
+    load_dx(c);
+    load_s0(c, vec + L::vG, vec + L::vB);
+    load_qkv(c, K0s);
+    float4 ar[NA];
+    load_a_regs(c, ar);
+    store_a(ar);
   }
+#pragma unroll 1
+  for (int it = 0; blk < total; ++it, blk += gridDim.x) {
+  const ChunkBlock cb(p, blk);
+  const int Lc = cb.Lc;
+  const int64_t row0 = cb.row0;
+  const bool more = PF && blk + gridDim.x < total;
+  const ChunkBlock nb(p, more ? blk + gridDim.x : blk);
+  const bool odd = PF && (it & 1);
+  T* const Ks = odd ? K1s : K0s;
+  const float* gS = vec + (odd ? L::vG2 : L::vG);
+  const float* bS = vec + (odd ? L::vB2 : L::vB);
+  cp_wait<1>();
+  __syncthreads();  // (1) the V-side tiles, A, g and beta are visible
   const float gl = gS[kC - 1];
 
   // ---- 1a: the products that contract over V against S0 and dS (one pass, shared B fragments)
@@ -161,15 +206,16 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
     if (lane == 0) vec[L::vFrob + warp] = fr;
     cp_wait<0>();
     __syncthreads();  // (2) S0 and dS are consumed (dW may overwrite them); q, k, v are visible
+    if (more) load_ds(nb);
     store_acc<T, KT8>(dWs + r0 * LDK + kc0, LDK, aw, -1.f);  // dW = -dX S0^T
   }
   // dQ's first term scale e^G (dO S0^T), and its share of dg (q . that)
   each<KT8>(aq, [&](float& x, int r, int) { x *= p.scale * __expf(gS[r0 + r]); });
-  row_reduce<KT8>(aq, vec + L::vQd + half * kC + r0,
+  row_reduce<KT8>(aq, vec + L::vQd + grp * kC + r0,
                   [&](float x, int r, int col) { return x * to_f(Qs[(r0 + r) * LDK + kc0 + col]); });
   // dK's term e^{G_last - G} (X dS^T), and c_j = k_j . that
   each<KT8>(ak, [&](float& x, int r, int) { x *= __expf(gl - gS[r0 + r]); });
-  row_reduce<KT8>(ak, vec + L::vCs + half * kC + r0,
+  row_reduce<KT8>(ak, vec + L::vCs + grp * kC + r0,
                   [&](float x, int r, int col) { return x * to_f(Ks[(r0 + r) * LDK + kc0 + col]); });
 
   // ---- 1b: P = scale M (dO X^T), Z = P (Q K^T) (the decay's share of the gradient)
@@ -187,7 +233,7 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
     });
     store_acc<T, CT8>(Ps + r0 * LDC + cc0, LDC, pa);
     each<CT8>(qk, [&](float& x, int r, int col) { x *= pa[col / 8][(r >= 8) * 2 + (col & 1)]; });
-    row_reduce<CT8>(qk, vec + L::vZr + half * kC + r0, [](float x, int, int) { return x; });
+    row_reduce<CT8>(qk, vec + L::vZr + grp * kC + r0, [](float x, int, int) { return x; });
     col_reduce<CT8>(qk, vec + L::vColZ + strip * kC + cc0, [](float x, int, int) { return x; });
   }
   // dX (beta V)^T, the second half of dA, kept in registers until dW is in shared memory
@@ -201,12 +247,13 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
     zero<VT8>(dv);
     warp_mm<T, VT8, kC / 16>(dv, [&](uint32_t* a, int k0) { load_a_t<T>(a, As, LDC, r0, k0); },
                              [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, dXs, LDV, k0, vc0 + n0); });
-    row_reduce<VT8>(dv, vec + L::vDb + half * kC + r0,
+    row_reduce<VT8>(dv, vec + L::vDb + grp * kC + r0,
                     [&](float x, int r, int col) { return x * to_f(Vs[(r0 + r) * LDV + vc0 + col]); });
     each<VT8>(dv, [&](float& x, int r, int) { x *= bS[r0 + r]; });
     store_acc<T, VT8>(static_cast<T*>(p.dv) + (row0 + (int64_t)r0 * H) * V + vc0, (int64_t)H * V, dv, 1.f, Lc - r0);
   }
-  __syncthreads();  // (3) dW and P are visible
+  __syncthreads();  // (3) dW and P are visible; dO, X, dX and V are consumed
+  if (more) load_dx(nb);
 
   // ---- 2: dA = dW (beta e^G K)^T + dX (beta V)^T
   {
@@ -229,7 +276,7 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
     zero<KT8>(atw);
     warp_mm<T, KT8, kC / 16>(atw, [&](uint32_t* a, int k0) { load_a_t<T>(a, As, LDC, r0, k0); },
                              [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, dWs, LDK, k0, kc0 + n0); });
-    row_reduce<KT8>(atw, vec + L::vEs + half * kC + r0,
+    row_reduce<KT8>(atw, vec + L::vEs + grp * kC + r0,
                     [&](float x, int r, int col) { return x * to_f(Ks[(r0 + r) * LDK + kc0 + col]); });
 #pragma unroll
     for (int j = 0; j < KT8; ++j)
@@ -245,7 +292,11 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
   store_acc<T, KT8>(static_cast<T*>(p.dq) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, aq, 1.f, Lc - r0);
   warp_mm<T, KT8, kC / 16>(ak, [&](uint32_t* a, int k0) { load_a_t<T>(a, Ps, LDC, r0, k0); },
                            [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, Qs, LDK, k0, kc0 + n0); });
-  __syncthreads();  // (4) dA is visible; P is consumed
+  __syncthreads();  // (4) dA is visible; P, q and dW are consumed
+  if (more) {
+    load_s0(nb, vec + (odd ? L::vG : L::vG2), vec + (odd ? L::vB : L::vB2));
+    load_qkv(nb, odd ? K0s : K1s);
+  }
 
   // ---- 3: A^T dA, then dL = -(A^T dA) A^T
   {
@@ -275,10 +326,12 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
         dl[j][e] = d * bS[i];
       }
     store_acc<T, CT8>(Rs + r0 * LDC + cc0, LDC, dl);
-    row_reduce<CT8>(kk, vec + L::vRe + half * kC + r0, [](float x, int, int) { return x; });
+    row_reduce<CT8>(kk, vec + L::vRe + grp * kC + r0, [](float x, int, int) { return x; });
     col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return bS[r0 + r] * x; });
   }
-  __syncthreads();  // (6) R is visible
+  __syncthreads();  // (6) R is visible; A is consumed
+  float4 ar[NA];
+  if (more) load_a_regs(nb, ar);
 
   // ---- 4: dK += R K + R^T K, stored
   warp_mm<T, KT8, kC / 16>(ak, [&](uint32_t* a, int k0) { load_a<T>(a, Rs, LDC, r0, k0); },
@@ -286,6 +339,7 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
   warp_mm<T, KT8, kC / 16>(ak, [&](uint32_t* a, int k0) { load_a_t<T>(a, Rs, LDC, r0, k0); },
                            [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, Ks, LDK, k0, kc0 + n0); });
   store_acc<T, KT8>(static_cast<T*>(p.dk) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, ak, 1.f, Lc - r0);
+  if (more) store_a(ar);
 
   // dbeta and dg; dg is the reverse cumulative sum of dG over the chunk's valid rows
   if (warp == 0) {
@@ -294,7 +348,12 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
     for (int u = 0; u < 2; ++u) {
       const int i = 2 * lane + u;
       const float* v = vec;
-      auto both = [&](int off) { return v[off + i] + v[off + kC + i]; };
+      auto both = [&](int off) {  // the column groups' row sums
+        float x = 0.f;
+#pragma unroll
+        for (int c = 0; c < NCG; ++c) x += v[off + c * kC + i];
+        return x;
+      };
       auto four = [&](int off) { return v[off + i] + v[off + kC + i] + v[off + 2 * kC + i] + v[off + 3 * kC + i]; };
       const float ga = __expf(gS[i]), bi = bS[i], re = both(L::vRe), es = both(L::vEs), csi = both(L::vCs);
       db[u] = both(L::vDb) + re + ga * es;
@@ -306,7 +365,7 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
     for (int o = 16; o; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
     float fr = 0.f;
 #pragma unroll
-    for (int w = 0; w < kGW; ++w) fr += vec[L::vFrob + w];
+    for (int w = 0; w < GW; ++w) fr += vec[L::vFrob + w];
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int i = 2 * lane + u;
@@ -333,12 +392,34 @@ __global__ void __launch_bounds__(32 * kGW, K * V <= 64 * 64 ? 2 : 1) bwd_grad_m
       p.dbeta[row0 + (int64_t)(i0 + 1) * H] = db[1];
     }
   }
+  }  // chunks
 }
 
+template <class T, int K, int V, int NCG, bool PF>
+void launch_groups(const Params& p, cudaStream_t s) {
+  auto kern = bwd_grad_mma<T, K, V, NCG, PF>;
+  const size_t smem = GradMmaLayout<K, V, NCG, PF>().total;
+  int64_t blocks = (int64_t)p.B * p.H * p.NT;
+  if (PF) {  // persistent: as many blocks as fit at once, each walking chunks blk, blk + grid, ...
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    int per_sm = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, 32 * 4 * NCG, smem));
+    blocks = std::min<int64_t>(blocks, (int64_t)std::max(per_sm, 1) * device_attribute(cudaDevAttrMultiProcessorCount));
+  }
+  launch_checked(kern, blocks, 32 * 4 * NCG, smem, s, p, "gdr backward (mma)");
+}
+
+// Persistent blocks where one block holds an SM's shared memory (K = V = 128, and K = 64,
+// V = 128): their next chunk's loads overlap this chunk's products (0.60 against 0.64 ms at
+// (8,2048,16,128)). At K = V = 64 two one-chunk blocks share an SM and the second K buffer of a
+// persistent block would leave room for one. ENGRAM_GDR_GRAD_PERSIST=0|1 forces the choice.
+// (Four column groups, 16 warps per block, measured slower everywhere: 0.656 against 0.600 ms.)
 template <class T, int K, int V>
 struct Launch {
   static void run(const Params& p, cudaStream_t s) {
-    launch_checked(bwd_grad_mma<T, K, V>, (int64_t)p.B * p.H * p.NT, 32 * kGW, GradMmaLayout<K, V>().total, s, p, "gdr backward (mma)");
+    bool persist = V == 128;
+    if (const char* e = std::getenv("ENGRAM_GDR_GRAD_PERSIST")) persist = std::atoi(e) != 0;
+    persist ? launch_groups<T, K, V, 2, true>(p, s) : launch_groups<T, K, V, 2, false>(p, s);
   }
 };
 

@@ -4,9 +4,11 @@
 // One block of 8 warps per (batch, head, chunk), two blocks per SM (three at K = V = 64). Warp w owns rows
 // 16*(w/2) .. +15 and one column half (w % 2) of every [C x *] result: K K^T and Q K^T are
 // formed in registers, Aqk = tril(Q K^T * decay) goes from there to global memory and only L
-// (fp32, for the inverse) to shared memory; w = A (beta e^G K) and u = A (beta V) are stored
-// from their accumulators. The inverse is the shared fp32 one (invert_unit_lower). The
-// roundings are gdr_prep.cu's: fp32 products, A and the scaled K and V rounded to the input type.
+// (fp32, for the inverse) to shared memory; w = (A diag(beta e^G)) K and u = (A diag(beta)) V
+// are stored from their accumulators: the scalings go on A's 64 columns as it is rounded to the
+// input type, not on the [C x K] and [C x V] tiles (two element-wise passes over shared memory
+// fewer). The inverse is the shared fp32 one (invert_unit_lower). Roundings: fp32 products, the
+// two scaled copies of A rounded to the input type (gdr_prep.cu rounds A and the scaled K and V).
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
 #include "gdr.h"
@@ -23,7 +25,7 @@ constexpr int kPW = 8;  // warps per block: 4 row strips x 2 column halves
 template <int K, int V>
 struct PrepMmaLayout {
   static constexpr int LDK = K + 8, LDV = V + 8, LDC = kC + 8, LDF = kC + 4;
-  size_t k, q, v, l, a, at, vec, total;
+  size_t k, q, v, l, a, aw, au, vec, total;
   __host__ __device__ PrepMmaLayout() {
     SmemPlan s;
     k = s.take(2 * kC * LDK);
@@ -31,7 +33,8 @@ struct PrepMmaLayout {
     v = s.take(2 * kC * LDV);
     l = s.take(4 * kC * LDF);
     a = s.take(4 * kC * LDF);
-    at = s.take(2 * kC * LDC);
+    aw = s.take(2 * kC * LDC);  // A diag(beta e^G)
+    au = s.take(2 * kC * LDC);  // A diag(beta)
     vec = s.take(4 * (3 * kC + 768));  // G, beta, beta e^G, the inverse's scratch
     total = s.off;
   }
@@ -57,7 +60,8 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
   T* Vs = reinterpret_cast<T*>(smem + lay.v);
   float* Ls = reinterpret_cast<float*>(smem + lay.l);
   float* Af = reinterpret_cast<float*>(smem + lay.a);
-  T* ATs = reinterpret_cast<T*>(smem + lay.at);
+  T* AWs = reinterpret_cast<T*>(smem + lay.aw);
+  T* AUs = reinterpret_cast<T*>(smem + lay.au);
   float* gS = reinterpret_cast<float*>(smem + lay.vec);
   float* bS = gS + kC;
   float* bgS = bS + kC;
@@ -139,16 +143,7 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
       *reinterpret_cast<int4*>(qgg + i * K + j) = *reinterpret_cast<const int4*>(tq);
     }
   }
-  __syncthreads();  // (2) L is visible; K and Q are consumed raw
-  // beta e^G K and beta V in place (disjoint from the inverse's data, so no barrier between)
-  for (int e = tid; e < kC * K; e += nt) {
-    const int i = e / K, j = e % K;
-    Ks[i * LDK + j] = from_f<T>(to_f(Ks[i * LDK + j]) * bgS[i]);
-  }
-  for (int e = tid; e < kC * V; e += nt) {
-    const int i = e / V, j = e % V;
-    Vs[i * LDV + j] = from_f<T>(to_f(Vs[i * LDV + j]) * bS[i]);
-  }
+  __syncthreads();  // (2) L is visible
   invert_unit_lower(Ls, Af, LDF, tri);
   {
     float* Ag = p.A + cidx * kC * kC;
@@ -156,21 +151,22 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
       const int i = (2 * e) / kC, j = (2 * e) % kC;
       const float2 a = *reinterpret_cast<const float2*>(Af + i * LDF + j);
       if (p.save) *reinterpret_cast<float2*>(Ag + i * kC + j) = a;  // only the backward reads A
-      *reinterpret_cast<uint32_t*>(ATs + i * LDC + j) = pack<T>(a.x, a.y);
+      *reinterpret_cast<uint32_t*>(AWs + i * LDC + j) = pack<T>(a.x * bgS[j], a.y * bgS[j + 1]);
+      *reinterpret_cast<uint32_t*>(AUs + i * LDC + j) = pack<T>(a.x * bS[j], a.y * bS[j + 1]);
     }
   }
-  __syncthreads();  // (3) A (as T) and the scaled K and V are visible
+  __syncthreads();  // (3) the two scaled copies of A are visible
   {
     float w[KT8][4];
     zero<KT8>(w);
-    warp_mm<T, KT8, kC / 16>(w, [&](uint32_t* a, int k0) { load_a<T>(a, ATs, LDC, r0, k0); },
+    warp_mm<T, KT8, kC / 16>(w, [&](uint32_t* a, int k0) { load_a<T>(a, AWs, LDC, r0, k0); },
                              [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, Ks, LDK, k0, kc0 + n0); });
     store_acc<T, KT8>(static_cast<T*>(p.w) + cidx * kC * K + r0 * K + kc0, K, w);
   }
   {
     float u[VT8][4];
     zero<VT8>(u);
-    warp_mm<T, VT8, kC / 16>(u, [&](uint32_t* a, int k0) { load_a<T>(a, ATs, LDC, r0, k0); },
+    warp_mm<T, VT8, kC / 16>(u, [&](uint32_t* a, int k0) { load_a<T>(a, AUs, LDC, r0, k0); },
                              [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, Vs, LDV, k0, vc0 + n0); });
     store_acc<T, VT8>(static_cast<T*>(p.u) + cidx * kC * V + r0 * V + vc0, V, u);
   }

@@ -285,8 +285,17 @@ def main():
                                                              (1, 130, 2, 64, 128, torch.float16, 10.0, False))]
     env_cases += [({"ENGRAM_GDR_GRAD": "smem"}, c) for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True),
                                                              (2, 75, 2, 128, 64, torch.float16, 10.0, False))]
+    # the register gradient kernel with one block per chunk and with persistent blocks
+    env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": pf}, c) for pf in ("0", "1")
+                  for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True), (1, 130, 2, 64, 128, torch.float16, 10.0, False),
+                            (2, 75, 2, 64, 64, torch.bfloat16, 1.0, True))]
+    # more chunks (297) than an H100 has SMs, so that persistent blocks walk several (both parities
+    # of their double buffers) and a tail chunk
+    env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": "1"}, c)
+                  for c in ((3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True), (3, 2100, 3, 64, 128, torch.float16, 1.0, False))]
     cases = [({}, c) for c in cases] + env_cases
-    knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP")
+    knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP",
+             "ENGRAM_GDR_GRAD_PERSIST")
     allok = True
     for env, case in cases:
         B, T, H, K, V, dt, gs, wh = case
@@ -309,7 +318,8 @@ def main():
         results.append(r)
     for n in knobs:
         os.environ.pop(n, None)
-    for case in ((2, 300, 2, 128, 128, torch.bfloat16), (1, 200, 3, 64, 128, torch.float16)):
+    for case in ((2, 300, 2, 128, 128, torch.bfloat16), (1, 200, 3, 64, 128, torch.float16),
+                 (3, 2100, 3, 128, 128, torch.bfloat16)):
         same = check_deterministic(*case, dev)
         allok &= same
         print(f"deterministic gradients {dtype_name(case[-1])} {case[:5]}: {'PASS' if same else 'FAIL'}", flush=True)
