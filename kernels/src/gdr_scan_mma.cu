@@ -14,6 +14,7 @@
 // shared-memory traffic is the chunk's inputs.
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include "gdr.h"
@@ -385,14 +386,20 @@ __global__ void __launch_bounds__(32 * kMaxWarps) bwd_scan_mma(Params p) {
   store_state<KT>(p.dh0, D, st0, V);
 }
 
-// Warps per block: up to 4 (64 columns of V). Measured on the H100 (docs/kernels.md): 8 warps
-// per block (whole heads, no re-read of the chunk inputs) lose to 4 at every benchmark shape,
-// 1-2 warps lose by up to 2.8x when the grid fills the GPU, and 2 warps measured no better where
-// 4-warp blocks leave SMs idle ((4,2048,8,64,128), (2,8192,16,128,128), (1,16384,16,128,128)).
+// Warps per block: up to 4 (64 columns of V), measured on the H100 (docs/kernels.md): 1-2 warps
+// lose by up to 2.8x when the grid fills the GPU, and 2 warps measured no better where 4-warp
+// blocks leave SMs idle ((4,2048,8,64,128), (2,8192,16,128,128), (1,16384,16,128,128)). A
+// 4-warp block's double buffer (139 KB at K = 128) leaves room for one block per SM, so where
+// 4-warp blocks need more than one wave the backward scan takes whole heads (8 warps, 128
+// columns, one wave): 0.248 against 0.284 ms at (8,2048,16,128). The forward scan loses with
+// 8 warps there (0.296 against 0.278 ms), and both lose at the seed shape (one wave either way).
 // ENGRAM_GDR_NW forces a count (tests cover several).
-int pick_warps(const Params& p) {
+int pick_warps(const Params& p, bool bwd) {
   int nw = 1;
   while (nw < 4 && (p.V / 16) % (2 * nw) == 0) nw *= 2;
+  if (bwd && nw == 4 && (p.V / 16) % 8 == 0 &&
+      (int64_t)p.B * p.H * (p.V / 64) > device_attribute(cudaDevAttrMultiProcessorCount))
+    nw = 8;
   if (const char* e = std::getenv("ENGRAM_GDR_NW")) {
     const int want = std::atoi(e);
     // a power of two: a block's 16 * nw columns are copied as 2 * nw 16-byte vectors per row
@@ -405,7 +412,7 @@ int pick_warps(const Params& p) {
 
 template <class T, int K>
 bool run(const Params& p, cudaStream_t s, bool bwd) {
-  const int nw = pick_warps(p);
+  const int nw = pick_warps(p, bwd);
   const MmaLayout<K> L(16 * nw);
   // Two buffers: a third (ENGRAM_GDR_STAGES=3) measured no faster at any benchmark shape (the
   // scans are bound by each warp's instruction issue, not by load latency) and costs occupancy.
@@ -434,7 +441,8 @@ bool dispatch(const Params& p, cudaStream_t s, bool bwd) {
 
 template <int K>
 bool fits(const Params& p) {
-  return 2 * MmaLayout<K>(16 * pick_warps(p)).buf <= max_smem_per_block();
+  const size_t most = std::max(MmaLayout<K>(16 * pick_warps(p, false)).buf, MmaLayout<K>(16 * pick_warps(p, true)).buf);
+  return 2 * most <= max_smem_per_block();
 }
 
 }  // namespace
