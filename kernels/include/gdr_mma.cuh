@@ -116,6 +116,22 @@ template <> __device__ __forceinline__ float2 unpack<__nv_bfloat16>(uint32_t x) 
 template <> __device__ __forceinline__ float2 unpack<__half>(uint32_t x) {
   return __half22float2(*reinterpret_cast<__half2*>(&x));
 }
+
+// A load_b_kmajor fragment with its rows scaled and rounded back to T: b[0] and b[2] hold rows
+// k0 + 2t, +1 (scaled by s0, s1), b[1] and b[3] rows k0 + 8 + 2t, +9 (s8, s9). Row scalings of
+// the contraction operand cost this in registers instead of a pass over the shared tile.
+template <class T>
+__device__ __forceinline__ void scale_b_rows(uint32_t b[4], float s0, float s1, float s8, float s9) {
+  float2 x = unpack<T>(b[0]);
+  b[0] = pack<T>(x.x * s0, x.y * s1);
+  x = unpack<T>(b[2]);
+  b[2] = pack<T>(x.x * s0, x.y * s1);
+  x = unpack<T>(b[1]);
+  b[1] = pack<T>(x.x * s8, x.y * s9);
+  x = unpack<T>(b[3]);
+  b[3] = pack<T>(x.x * s8, x.y * s9);
+}
+
 // As acc_to_a, plus the rounding residual as a second fragment: hi + lo carries the fp32 value
 // to about 16 bits of mantissa, so a product against it (two mma) keeps fp32-like accuracy.
 template <class T>

@@ -106,6 +106,11 @@ fn build(force: bool) -> Result<(), String> {
             .arg(format!("-I{}", root().join("kernels/include").display()))
             // c10d headers hide their gloo/NCCL process groups behind these (kernels/src/dist.cpp).
             .args(["-DUSE_DISTRIBUTED", "-DUSE_C10D_GLOO", "-DUSE_C10D_NCCL", "-DENGRAM_WITH_NCCL"]);
+        // extra flags, e.g. -lineinfo for Nsight Compute's source view (with --force: objects
+        // are reused by date, not by flags)
+        if let Ok(extra) = std::env::var("ENGRAM_NVCC_FLAGS") {
+            c.args(extra.split_whitespace());
+        }
     };
     eprintln!("xtask: {} kernel source(s), compiling the stale ones with {}", srcs.len(), nvcc.display());
     let started = std::time::Instant::now();

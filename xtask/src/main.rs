@@ -16,7 +16,8 @@ const USAGE: &str = "usage: cargo xtask <command> [options]
 commands:
   setup                 create .venv with torch==2.11.0 (idempotent) and fetch the offline data
   data                  fetch the offline data sets only (.data/)
-  kernels [--force]     build the CUDA kernel library into target/kernels/ (nvcc from PyPI)
+  kernels [--force]     build the CUDA kernel library into target/kernels/ (nvcc from PyPI;
+                        ENGRAM_NVCC_FLAGS adds flags, e.g. -lineinfo)
   test [-- ARGS]        set up, compile-check the kernels, run every test and doc test
   quickstart            set up, train a small hybrid on CPU, sample from it, diagnose it
   diagnose CKPT [B] [--device D] [--suite quick|full] [--out DIR]
