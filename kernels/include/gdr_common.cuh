@@ -272,15 +272,20 @@ __device__ __forceinline__ void col_sum(float* out, const float* A, int lda, int
 }
 
 // A = (I + L)^-1 for a strictly lower-triangular C x C fp32 matrix L, both in shared memory
-// with leading dimension ld, in fp32: the four 16x16 diagonal blocks by forward substitution
-// (one thread per column), then the block diagonals below by A_ij = -A_ii sum_{k=j}^{i-1} L_ik A_kj
-// at distance 1, 2, 3. Blocks above the diagonal are zeroed. tri: 768 floats of scratch. Every
-// thread of the block must call it (it synchronises; it ends with a barrier); blockDim.x >= 64.
+// with leading dimension ld (a multiple of 4, 16-byte aligned rows), in fp32: the four 16x16
+// diagonal blocks by forward substitution (one thread per column), then the block diagonals
+// below by A_ij = -A_ii sum_{k=j}^{i-1} L_ik A_kj at distance 1, 2, 3. Blocks above the diagonal
+// are zeroed. Each thread of the block stages makes one row and four columns (a float4 of A or
+// T per term and one scalar of L shared by the four), so shared-memory loads are 2 per 4 FMA
+// instead of 2 per FMA; the sums run in the same order as one output per thread would, so the
+// result is bitwise the same. tri: 768 floats of scratch. Every thread of the block must call
+// it (it synchronises; it ends with a barrier); blockDim.x >= 64.
 __device__ __forceinline__ void invert_unit_lower(const float* L, float* A, int ld, float* tri) {
   const int tid = threadIdx.x, nt = blockDim.x;
-  for (int e = tid; e < kC * kC; e += nt) {
-    const int i = e / kC, j = e % kC;
-    if ((j >> 4) > (i >> 4)) A[i * ld + j] = 0.f;
+  for (int e = tid; e < 6 * 64; e += nt) {  // the 6 blocks above the diagonal, 64 float4 each
+    const int blk = e >> 6, r = (e >> 2) & 15, q = e & 3;
+    const int bi = blk < 3 ? 0 : blk < 5 ? 1 : 2, bj = blk < 3 ? blk + 1 : blk < 5 ? blk - 1 : 3;
+    *reinterpret_cast<float4*>(A + (16 * bi + r) * ld + 16 * bj + 4 * q) = make_float4(0.f, 0.f, 0.f, 0.f);
   }
   if (tid < kC) {
     const int base = (tid >> 4) * 16, col = tid & 15;
@@ -296,21 +301,29 @@ __device__ __forceinline__ void invert_unit_lower(const float* L, float* A, int 
     for (int r = 0; r < 16; ++r) A[(base + r) * ld + base + col] = colv[r];
   }
   __syncthreads();
+  auto fma4 = [](float4& s, float x, const float4& y) {
+    s.x = fmaf(x, y.x, s.x);
+    s.y = fmaf(x, y.y, s.y);
+    s.z = fmaf(x, y.z, s.z);
+    s.w = fmaf(x, y.w, s.w);
+  };
   for (int d = 1; d < 4; ++d) {
-    const int npairs = 4 - d;
-    for (int e = tid; e < npairs * 256; e += nt) {  // T_ij = sum_k L_ik A_kj
-      const int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15, bj = pr, bi = pr + d;
-      float s = 0.f;
-      for (int m = 16 * bj; m < 16 * bi; ++m) s += L[(16 * bi + r) * ld + m] * A[m * ld + 16 * bj + cc];
-      tri[e] = s;
+    const int items = (4 - d) * 64;  // block pairs x 16 rows x 4 column quads
+    for (int e = tid; e < items; e += nt) {  // T_ij = sum_k L_ik A_kj
+      const int pr = e >> 6, r = (e >> 2) & 15, c = (e & 3) * 4, bj = pr, bi = pr + d;
+      const float* Lr = L + (16 * bi + r) * ld;
+      float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int m = 16 * bj; m < 16 * bi; ++m) fma4(s, Lr[m], *reinterpret_cast<const float4*>(A + m * ld + 16 * bj + c));
+      *reinterpret_cast<float4*>(tri + (pr << 8) + (r << 4) + c) = s;
     }
     __syncthreads();
-    for (int e = tid; e < npairs * 256; e += nt) {  // A_ij = -A_ii T_ij
-      const int pr = e >> 8, r = (e >> 4) & 15, cc = e & 15, bj = pr, bi = pr + d;
-      float s = 0.f;
+    for (int e = tid; e < items; e += nt) {  // A_ij = -A_ii T_ij
+      const int pr = e >> 6, r = (e >> 2) & 15, c = (e & 3) * 4, bj = pr, bi = pr + d;
+      const float* Ar = A + (16 * bi + r) * ld + 16 * bi;
+      float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-      for (int m = 0; m < 16; ++m) s += A[(16 * bi + r) * ld + 16 * bi + m] * tri[(pr << 8) + (m << 4) + cc];
-      A[(16 * bi + r) * ld + 16 * bj + cc] = -s;
+      for (int m = 0; m < 16; ++m) fma4(s, Ar[m], *reinterpret_cast<const float4*>(tri + (pr << 8) + (m << 4) + c));
+      *reinterpret_cast<float4*>(A + (16 * bi + r) * ld + 16 * bj + c) = make_float4(-s.x, -s.y, -s.z, -s.w);
     }
     __syncthreads();
   }
