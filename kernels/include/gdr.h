@@ -25,7 +25,8 @@ struct Params {
   float* ht = nullptr;                                  // [B,H,K,V] fp32
   // per-chunk intermediates
   float* gc = nullptr;    // [B,H,NT,C]    chunk-local cumulative log decay
-  float* A = nullptr;     // [B,H,NT,C,C]  (I + L)^-1
+  float* A = nullptr;     // [B,H,NT,C,C]  (I + L)^-1, saved for the backward (null: A16 or not saved)
+  void* A16 = nullptr;    // T [B,H,NT,C,C] the same rounded to T, where both register chunk stages run
   void* Aqk = nullptr;    // T [B,H,NT,C,C] tril(Q K^T * decay), diagonal included
   void* w = nullptr;      // T [B,H,NT,C,K]  A (beta exp(G) K)
   void* u = nullptr;      // T [B,H,NT,C,V]  A (beta V)
@@ -60,6 +61,9 @@ bool scan_mma_applies(DType dt, const Params& p);
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);
 // The register-resident prep stage (gdr_prep_mma.cu), same conditions; ENGRAM_GDR_PREP=smem disables it.
 bool launch_prep_mma(DType dt, const Params& p, cudaStream_t s);
+// Whether both register per-chunk stages (prep and gradients) run: then A is saved for the
+// backward in the input type (the gradient kernel rounds it to T anyway), half the bytes of fp32.
+bool chunk_mma_applies(DType dt, const Params& p);
 
 }  // namespace gdr
 }  // namespace engram

@@ -364,11 +364,16 @@ bool launch_kv(const Params& p, cudaStream_t s) {
   if (p.K == 128 && p.V == 128) return Launch<T, 128, 128>::run(p, s), true;
   return false;
 }
+// Whether a register-resident per-chunk stage runs: 16-bit inputs, K and V in {64, 128}, and
+// its knob not "smem".
+inline bool mma_stage_applies(DType dt, const Params& p, const char* knob) {
+  if (dt == kF32 || (p.K != 64 && p.K != 128) || (p.V != 64 && p.V != 128)) return false;
+  const char* e = std::getenv(knob);
+  return e == nullptr || std::strcmp(e, "smem") != 0;
+}
 template <template <class, int, int> class Launch>
 bool launch_16bit_kv(DType dt, const Params& p, cudaStream_t s, const char* knob) {
-  if (dt == kF32) return false;
-  if (const char* e = std::getenv(knob))
-    if (std::strcmp(e, "smem") == 0) return false;
+  if (!mma_stage_applies(dt, p, knob)) return false;
   return dt == kBF16 ? launch_kv<Launch, __nv_bfloat16>(p, s) : launch_kv<Launch, __half>(p, s);
 }
 

@@ -253,6 +253,8 @@ __global__ void __launch_bounds__(kThreads, 1) bwd_grad_kernel(Params p) {
 
 template <class T>
 void run_grad(const Params& p, cudaStream_t s) {
+  TORCH_CHECK(p.A != nullptr, "gdr backward: A was saved in 16 bits for the register gradient kernel; "
+              "set ENGRAM_GDR_GRAD=smem before the forward, not between forward and backward");
   TORCH_CHECK(p.V % GradLayout<T>::VT == 0, "gdr backward: V must be a multiple of ", GradLayout<T>::VT);
   launch_checked(bwd_grad_kernel<T>, (int64_t)p.B * p.H * p.NT, kThreads, GradLayout<T>(p.K).total, s, p,
                  "gdr backward");

@@ -99,8 +99,7 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
   // The loads of one chunk, in the order the products need them. A persistent block (PF) issues
   // the next chunk's tiles as soon as the current chunk's copy is dead: dS after barrier (2); dO,
   // X, dX after (3); S0, g, beta and then q, k, v after (4) (k into the other K buffer); A after
-  // (6), through registers (it is fp32 in global memory). The last group (q, k, v) is waited for
-  // only before barrier (2).
+  // (6). The last group (q, k, v, A) is waited for only before barrier (2).
   constexpr int LV = ilog2(V * (int)sizeof(T) / 16), LK = ilog2(K * (int)sizeof(T) / 16);
   const int64_t strideV = (int64_t)H * V, strideK = (int64_t)H * K;
   auto load_ds = [&](const ChunkBlock& c) {
@@ -118,11 +117,15 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
     if (t < kC) cp_async4(bdst + t, p.beta + c.row0 + (int64_t)(t < c.Lc ? t : 0) * H, t < c.Lc);
     cp_commit();
   };
-  auto load_qkv = [&](const ChunkBlock& c, T* kdst) {
+  auto load_qkv = [&](const ChunkBlock& c, T* kdst) {  // committed with A
     copy_tile(Qs, LDK, static_cast<const T*>(p.q) + c.row0 * K, strideK, kC, LK, c.Lc);
     copy_tile(kdst, LDK, static_cast<const T*>(p.k) + c.row0 * K, strideK, kC, LK, c.Lc);
     copy_tile(Vs, LDV, static_cast<const T*>(p.v) + c.row0 * V, strideV, kC, LV, c.Lc);
-    cp_commit();
+  };
+  // A saved in T (p.A16) is copied like the tiles; fp32 A goes through registers
+  auto load_a16 = [&](const ChunkBlock& c) {
+    constexpr int LC = ilog2(kC * (int)sizeof(T) / 16);
+    copy_tile(As, LDC, static_cast<const T*>(p.A16) + c.cidx * kC * kC, kC, kC, LC, kC);
   };
   constexpr int NA = kC * kC / 4 / (32 * GW);  // float4s of A per thread
   auto load_a_regs = [&](const ChunkBlock& c, float4* r) {
@@ -148,9 +151,14 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
     load_dx(c);
     load_s0(c, vec + L::vG, vec + L::vB);
     load_qkv(c, K0s);
-    float4 ar[NA];
-    load_a_regs(c, ar);
-    store_a(ar);
+    if (p.A16 != nullptr) {
+      load_a16(c);
+    } else {
+      float4 ar[NA];
+      load_a_regs(c, ar);
+      store_a(ar);
+    }
+    cp_commit();
   }
 #pragma unroll 1
   for (int it = 0; blk < total; ++it, blk += gridDim.x) {
@@ -331,7 +339,11 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
   }
   __syncthreads();  // (6) R is visible; A is consumed
   float4 ar[NA];
-  if (more) load_a_regs(nb, ar);
+  if (more) {
+    if (p.A16 != nullptr) load_a16(nb);
+    else load_a_regs(nb, ar);
+    cp_commit();
+  }
 
   // ---- 4: dK += R K + R^T K, stored
   warp_mm<T, KT8, kC / 16>(ak, [&](uint32_t* a, int k0) { load_a<T>(a, Rs, LDC, r0, k0); },
@@ -339,7 +351,7 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
   warp_mm<T, KT8, kC / 16>(ak, [&](uint32_t* a, int k0) { load_a_t<T>(a, Rs, LDC, r0, k0); },
                            [&](uint32_t* bb, int k0, int n0) { load_b_kmajor<T>(bb, Ks, LDK, k0, kc0 + n0); });
   store_acc<T, KT8>(static_cast<T*>(p.dk) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, ak, 1.f, Lc - r0);
-  if (more) store_a(ar);
+  if (more && p.A16 == nullptr) store_a(ar);
 
   // dbeta and dg; dg is the reverse cumulative sum of dG over the chunk's valid rows
   if (warp == 0) {
@@ -424,6 +436,10 @@ struct Launch {
 };
 
 }  // namespace
+
+bool chunk_mma_applies(DType dt, const Params& p) {
+  return mma_stage_applies(dt, p, "ENGRAM_GDR_PREP") && mma_stage_applies(dt, p, "ENGRAM_GDR_GRAD");
+}
 
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s) { return launch_16bit_kv<Launch>(dt, p, s, "ENGRAM_GDR_GRAD"); }
 

@@ -108,7 +108,6 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   r.o = at::empty({s.B, s.T, s.H, s.V}, tt);
   r.ht = at::empty({s.B, s.H, s.K, s.V}, f32);
   r.gc = at::empty({s.B, s.H, s.NT, kChunk}, f32);
-  r.A = at::empty({s.B, s.H, s.NT, kChunk, kChunk}, f32);
   r.Aqk = at::empty({s.B, s.H, s.NT, kChunk, kChunk}, tt);
   r.w = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
   Tensor u = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
@@ -121,7 +120,13 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.g = g.data_ptr<float>(); p.beta = beta.data_ptr<float>();
   p.h0 = h0.defined() ? h0.data_ptr<float>() : nullptr;
   p.o = r.o.data_ptr(); p.ht = r.ht.data_ptr<float>();
-  p.gc = r.gc.data_ptr<float>(); p.A = r.A.data_ptr<float>(); p.Aqk = r.Aqk.data_ptr();
+  p.gc = r.gc.data_ptr<float>(); p.Aqk = r.Aqk.data_ptr();
+  if (save) {  // only the backward reads A
+    const bool a16 = chunk_mma_applies(dt, p);
+    r.A = at::empty({s.B, s.H, s.NT, kChunk, kChunk}, a16 ? tt : f32);
+    if (a16) p.A16 = r.A.data_ptr();
+    else p.A = r.A.data_ptr<float>();
+  }
   p.w = r.w.data_ptr(); p.u = u.data_ptr();
   if (!scan_mma_applies(dt, p)) {  // only the shared-memory scans read the decayed keys and queries
     r.kt = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
@@ -187,7 +192,9 @@ struct GdrFunction : public torch::autograd::Function<GdrFunction> {
     Tensor dbeta = at::empty({s.B, s.T, s.H}, f32), dg = at::empty({s.B, s.T, s.H}, f32);
     Params p = base_params(s, scale);
     p.q = q.data_ptr(); p.k = k.data_ptr(); p.v = v.data_ptr(); p.beta = beta.data_ptr<float>();
-    p.gc = gc.data_ptr<float>(); p.A = A.data_ptr<float>(); p.Aqk = Aqk.data_ptr(); p.w = w.data_ptr();
+    p.gc = gc.data_ptr<float>(); p.Aqk = Aqk.data_ptr(); p.w = w.data_ptr();
+    if (A.scalar_type() == at::kFloat) p.A = A.data_ptr<float>();
+    else p.A16 = A.data_ptr();
     p.h = h.data_ptr(); p.X = X.data_ptr(); p.kt = kt.defined() ? kt.data_ptr() : nullptr;
     p.qg = qg.defined() ? qg.data_ptr() : nullptr;
     p.dO = dO.data_ptr(); p.dht = dht.defined() ? dht.data_ptr<float>() : nullptr;

@@ -131,6 +131,7 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
 
 template <class T>
 void run_prep(const Params& p, cudaStream_t s) {
+  TORCH_CHECK(!p.save || p.A != nullptr, "gdr prep: this stage saves A in fp32; the forward asked for 16 bits");
   launch_checked(prep_kernel<T>, (int64_t)p.B * p.H * p.NT, kThreads, PrepLayout<T>(p.K, p.V).total, s, p, "gdr prep");
 }
 

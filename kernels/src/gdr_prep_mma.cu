@@ -146,12 +146,15 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
   __syncthreads();  // (2) L is visible
   invert_unit_lower(Ls, Af, LDF, tri);
   {
-    float* Ag = p.A + cidx * kC * kC;
+    const int64_t a0 = cidx * kC * kC;
     for (int e = tid; e < kC * kC / 2; e += nt) {
       const int i = (2 * e) / kC, j = (2 * e) % kC;
       const float2 a = *reinterpret_cast<const float2*>(Af + i * LDF + j);
-      if (p.save) *reinterpret_cast<float2*>(Ag + i * kC + j) = a;  // only the backward reads A
-      *reinterpret_cast<uint32_t*>(ATs + i * LDC + j) = pack<T>(a.x, a.y);
+      const uint32_t at = pack<T>(a.x, a.y);
+      *reinterpret_cast<uint32_t*>(ATs + i * LDC + j) = at;
+      if (!p.save) continue;  // only the backward reads A: as T where its register kernel runs
+      if (p.A16 != nullptr) *reinterpret_cast<uint32_t*>(static_cast<T*>(p.A16) + a0 + i * kC + j) = at;
+      else *reinterpret_cast<float2*>(p.A + a0 + i * kC + j) = a;
     }
   }
   __syncthreads();  // (3) A (as T) is visible

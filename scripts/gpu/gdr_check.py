@@ -135,6 +135,20 @@ def check_errors(dev):
                                  torch.zeros(1, 8, 1, 64, device=dev), torch.zeros(1, 8, 1, device=dev),
                                  torch.zeros(1, 8, 1, device=dev), None, 0.1),
     }
+
+
+    def knob_between_passes():
+        # the forward saves A in 16 bits for the register gradient kernel; forcing the
+        # shared-memory one before the backward must be refused, not read fp32 from 16 bits
+        leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
+        o, _ = run_ours(*leaves, None, 0.1)
+        os.environ["ENGRAM_GDR_GRAD"] = "smem"
+        try:
+            o.sum().backward()
+        finally:
+            os.environ.pop("ENGRAM_GDR_GRAD", None)
+
+    cases["grad knob between passes"] = knob_between_passes
     out = {}
     for name, f in cases.items():
         try:
@@ -326,6 +340,7 @@ def main():
     errs = check_errors(dev)
     for n, m in errs.items():
         print("error case", n, "->", m)
+        allok &= m.startswith("ok")
     print(f"correctness: {'ALL PASS' if allok else 'FAILURES'} ({time.time() - t0:.1f}s)", flush=True)
     rows = []
     if not args.no_bench:
