@@ -2,11 +2,12 @@
 // with the products in mma.sync registers instead of fp32 shared-memory tiles.
 //
 // The equations are gdr_bwd_grad.cu's (see its header). A block of 8 warps per (batch, head,
-// chunk), or a persistent block that walks chunks with the next one's loads in flight; the whole chunk (q, k, v, dO, X, dX, S0, dS and A) sits in shared memory as 16-bit
-// tiles. Warp w owns rows 16*(w/NCG) .. +15 of every [C x *] result and one of NCG = 2 column
-// groups (w % NCG), so
-// dq and dk live in that warp's registers from their first term to their store, and every
-// product that contracts over V is done once, straight from the tiles:
+// chunk), or a persistent block that walks chunks with the next one's loads in flight; the
+// whole chunk (q, k, v, dO, X, dX, S0, dS and A) sits in shared memory as 16-bit tiles. Warp w
+// owns rows 16*(w/NCG) .. +15 of every [C x *] result and one of NCG column groups (w % NCG;
+// the launcher instantiates NCG = 2, the code is written for any even split), so dq and dk live
+// in that warp's registers from their first term to their store, and every product that
+// contracts over V is done once, straight from the tiles:
 //   1. dO S0^T, X dS^T, dX S0^T (one pass over V sharing the B fragments); P, Z from dO X^T and
 //      Q K^T; dX V^T; dV = beta A^T dX (stored at once)
 //   2. dA = dW (beta e^G K)^T + dX (beta V)^T, A^T dW, dQ += P K (stored), dK += P^T Q
