@@ -27,22 +27,23 @@ template <> __device__ __forceinline__ uint32_t pack<__half>(float lo, float hi)
 // Exact negation of both halves (sign bits).
 __device__ __forceinline__ uint32_t neg2(uint32_t x) { return x ^ 0x80008000u; }
 
+// c += a b for one m16n8k16 tile (fp32 accumulators in place); TY is the PTX type of a and b.
+// QUAL is `volatile` (the scans: products keep their place among the hand-pipelined fragment
+// loads) or empty (mma_free).
+#define ENGRAM_MMA16816(QUAL, TY)                                                                        \
+  asm QUAL("mma.sync.aligned.m16n8k16.row.col.f32." TY "." TY ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, " \
+           "{%0,%1,%2,%3};\n"                                                                            \
+           : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                               \
+           : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+
 template <class T> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
                                                                     uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  ENGRAM_MMA16816(volatile, "bf16");
 }
 template <> __device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4], uint32_t b0,
                                                              uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  ENGRAM_MMA16816(volatile, "f16");
 }
 
 // As mma16816, but not volatile: the product depends only on its registers, so the compiler may
@@ -51,15 +52,12 @@ template <> __device__ __forceinline__ void mma16816<__half>(float c[4], const u
 template <class T> __device__ __forceinline__ void mma_free(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 template <> __device__ __forceinline__ void mma_free<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
                                                                     uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  ENGRAM_MMA16816(, "bf16");
 }
 template <> __device__ __forceinline__ void mma_free<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  ENGRAM_MMA16816(, "f16");
 }
+#undef ENGRAM_MMA16816
 
 __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void* p) {
   unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
