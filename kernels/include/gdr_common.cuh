@@ -364,12 +364,16 @@ bool launch_kv(const Params& p, cudaStream_t s) {
   if (p.K == 128 && p.V == 128) return Launch<T, 128, 128>::run(p, s), true;
   return false;
 }
+// Whether the environment variable `knob` asks for a stage's shared-memory kernel ("smem").
+inline bool knob_says_smem(const char* knob) {
+  const char* e = std::getenv(knob);
+  return e != nullptr && std::strcmp(e, "smem") == 0;
+}
 // Whether a register-resident per-chunk stage runs: 16-bit inputs, K and V in {64, 128}, and
 // its knob not "smem".
 inline bool mma_stage_applies(DType dt, const Params& p, const char* knob) {
   if (dt == kF32 || (p.K != 64 && p.K != 128) || (p.V != 64 && p.V != 128)) return false;
-  const char* e = std::getenv(knob);
-  return e == nullptr || std::strcmp(e, "smem") != 0;
+  return !knob_says_smem(knob);
 }
 template <template <class, int, int> class Launch>
 bool launch_16bit_kv(DType dt, const Params& p, cudaStream_t s, const char* knob) {

@@ -16,7 +16,6 @@
 #include <c10/cuda/CUDAException.h>
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 #include "gdr.h"
 #include "gdr_common.cuh"
 #include "gdr_mma.cuh"
@@ -460,8 +459,7 @@ bool fits(const Params& p) {
 
 bool scan_mma_applies(DType dt, const Params& p) {
   if (dt == kF32 || p.V % 16 != 0 || (p.K != 64 && p.K != 128)) return false;
-  if (const char* e = std::getenv("ENGRAM_GDR_SCAN"))
-    if (std::string(e) == "smem") return false;
+  if (knob_says_smem("ENGRAM_GDR_SCAN")) return false;
   return p.K == 64 ? fits<64>(p) : fits<128>(p);
 }
 
