@@ -41,6 +41,21 @@ struct PrepMmaLayout {
   }
 };
 
+// acc = A (diag(scale) B) for a warp's 16-row strip r0 and n-columns c0..: A [C x C] row-major
+// at As, B [C x N] k-major at Bs; the row scaling goes on each B fragment in registers.
+template <class T, int NT8>
+__device__ __forceinline__ void a_scaled_b(float (*acc)[4], const T* As, int lda, int r0, const T* Bs, int ldb, int c0,
+                                           const float* scale) {
+  const int t = threadIdx.x & 3;
+  zero<NT8>(acc);
+  warp_mm<T, NT8, kC / 16>(acc, [&](uint32_t* a, int k0) { load_a<T>(a, As, lda, r0, k0); },
+                           [&](uint32_t* bb, int k0, int n0) {
+                             load_b_kmajor<T>(bb, Bs, ldb, k0, c0 + n0);
+                             const float* sc = scale + k0 + 2 * t;
+                             scale_b_rows<T>(bb, sc[0], sc[1], sc[8], sc[9]);
+                           });
+}
+
 template <class T, int K, int V>
 __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(Params p) {
   using L = PrepMmaLayout<K, V>;
@@ -160,24 +175,12 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
   __syncthreads();  // (3) A (as T) is visible
   {
     float w[KT8][4];
-    zero<KT8>(w);
-    warp_mm<T, KT8, kC / 16>(w, [&](uint32_t* a, int k0) { load_a<T>(a, ATs, LDC, r0, k0); },
-                             [&](uint32_t* bb, int k0, int n0) {
-                               load_b_kmajor<T>(bb, Ks, LDK, k0, kc0 + n0);
-                               const float* sc = bgS + k0 + 2 * (lane & 3);
-                               scale_b_rows<T>(bb, sc[0], sc[1], sc[8], sc[9]);
-                             });
+    a_scaled_b<T, KT8>(w, ATs, LDC, r0, Ks, LDK, kc0, bgS);  // w = A (beta e^G K)
     store_acc<T, KT8>(static_cast<T*>(p.w) + cidx * kC * K + r0 * K + kc0, K, w);
   }
   {
     float u[VT8][4];
-    zero<VT8>(u);
-    warp_mm<T, VT8, kC / 16>(u, [&](uint32_t* a, int k0) { load_a<T>(a, ATs, LDC, r0, k0); },
-                             [&](uint32_t* bb, int k0, int n0) {
-                               load_b_kmajor<T>(bb, Vs, LDV, k0, vc0 + n0);
-                               const float* sc = bS + k0 + 2 * (lane & 3);
-                               scale_b_rows<T>(bb, sc[0], sc[1], sc[8], sc[9]);
-                             });
+    a_scaled_b<T, VT8>(u, ATs, LDC, r0, Vs, LDV, vc0, bS);  // u = A (beta V)
     store_acc<T, VT8>(static_cast<T*>(p.u) + cidx * kC * V + r0 * V + vc0, V, u);
   }
 }
