@@ -271,6 +271,32 @@ __device__ __forceinline__ void col_sum(float* out, const float* A, int lda, int
   }
 }
 
+// kt = K e^{G_last - G} and qg = Q e^G of chunk cidx, which only the shared-memory scans read
+// (written once per chunk, not per V-block): from the chunk's raw k and q tiles in shared memory
+// (row stride ld) and its cumulative log decay gS; 16-byte stores, one exp per row. Block-wide.
+template <class T>
+__device__ __forceinline__ void store_decayed_kq(const Params& p, const T* kS, const T* qS, int ld, const float* gS,
+                                                 int64_t cidx) {
+  const int K = p.K;
+  const float gl = gS[kC - 1];
+  T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
+  T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;
+  constexpr int VEC = 16 / sizeof(T);
+  const int vpr = K / VEC;
+  for (int e = threadIdx.x; e < kC * vpr; e += blockDim.x) {
+    const int i = e / vpr, j = (e - i * vpr) * VEC;
+    const float fk = __expf(gl - gS[i]), fq = __expf(gS[i]);
+    alignas(16) T tk[VEC], tq[VEC];
+#pragma unroll
+    for (int x = 0; x < VEC; ++x) {
+      tk[x] = from_f<T>(to_f(kS[i * ld + j + x]) * fk);
+      tq[x] = from_f<T>(to_f(qS[i * ld + j + x]) * fq);
+    }
+    *reinterpret_cast<int4*>(ktg + i * K + j) = *reinterpret_cast<const int4*>(tk);
+    *reinterpret_cast<int4*>(qgg + i * K + j) = *reinterpret_cast<const int4*>(tq);
+  }
+}
+
 // A = (I + L)^-1 for a strictly lower-triangular C x C fp32 matrix L, both in shared memory
 // with leading dimension ld (a multiple of 4, 16-byte aligned rows), in fp32: the four 16x16
 // diagonal blocks by forward substitution (one thread per column), then the block diagonals

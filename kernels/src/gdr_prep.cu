@@ -87,26 +87,7 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
     F1[i * L.ldf + j] = j < i ? bS[i] * d * F1[i * L.ldf + j] : 0.f;
     aqk[i * kC + j] = from_f<T>(F2[i * L.ldf + j] * d);
   });
-  if (p.kt != nullptr) {  // keys and queries with their decays folded in, for the shared-memory scans (computed once, not per V-block);
-     // 16-byte vectors per thread, one exp per row
-    const float gl = gS[kC - 1];
-    T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
-    T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;
-    constexpr int VEC = 16 / sizeof(T);
-    const int vpr = K / VEC;
-    for (int e = tid; e < kC * vpr; e += kThreads) {
-      const int i = e / vpr, j = (e - i * vpr) * VEC;
-      const float fk = __expf(gl - gS[i]), fq = __expf(gS[i]);
-      alignas(16) T tk[VEC], tq[VEC];
-#pragma unroll
-      for (int x = 0; x < VEC; ++x) {
-        tk[x] = from_f<T>(to_f(kS[i * L.ldk + j + x]) * fk);
-        tq[x] = from_f<T>(to_f(qS[i * L.ldk + j + x]) * fq);
-      }
-      *reinterpret_cast<int4*>(ktg + i * K + j) = *reinterpret_cast<const int4*>(tk);
-      *reinterpret_cast<int4*>(qgg + i * K + j) = *reinterpret_cast<const int4*>(tq);
-    }
-  }
+  if (p.kt != nullptr) store_decayed_kq(p, kS, qS, L.ldk, gS, cidx);
   __syncthreads();
   invert_unit_lower(F1, F2, L.ldf, tri);  // A = (I + L)^-1 into F2
   float* Ag = p.A + cidx * kC * kC;

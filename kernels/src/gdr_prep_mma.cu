@@ -140,24 +140,7 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
       }
     store_acc<T, CT8>(static_cast<T*>(p.Aqk) + cidx * kC * kC + r0 * kC + cc0, kC, qk);
   }
-  if (p.kt != nullptr) {  // keys and queries with their decays folded in, for the shared-memory scans; 16-byte vectors, one exp per row
-    const float gl = gS[kC - 1];
-    T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
-    T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;
-    constexpr int VEC = 16 / sizeof(T), VPR = K / VEC;
-    for (int e = tid; e < kC * VPR; e += nt) {
-      const int i = e / VPR, j = (e % VPR) * VEC;
-      const float fk = __expf(gl - gS[i]), fq = __expf(gS[i]);
-      alignas(16) T tk[VEC], tq[VEC];
-#pragma unroll
-      for (int x = 0; x < VEC; ++x) {
-        tk[x] = from_f<T>(to_f(Ks[i * LDK + j + x]) * fk);
-        tq[x] = from_f<T>(to_f(Qs[i * LDK + j + x]) * fq);
-      }
-      *reinterpret_cast<int4*>(ktg + i * K + j) = *reinterpret_cast<const int4*>(tk);
-      *reinterpret_cast<int4*>(qgg + i * K + j) = *reinterpret_cast<const int4*>(tq);
-    }
-  }
+  if (p.kt != nullptr) store_decayed_kq(p, Ks, Qs, LDK, gS, cidx);  // only for the shared-memory scans
   __syncthreads();  // (2) L is visible
   invert_unit_lower(Ls, Af, LDF, tri);
   {

@@ -136,7 +136,6 @@ def check_errors(dev):
                                  torch.zeros(1, 8, 1, device=dev), None, 0.1),
     }
 
-
     def knob_between_passes():
         # the forward saves A in 16 bits for the register gradient kernel; forcing the
         # shared-memory one before the backward must be refused, not read fp32 from 16 bits
