@@ -8,17 +8,18 @@ is the number of profiled steps.
 """
 import argparse
 import collections
-import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from trace_gaps import GPU_CATS, load  # noqa: E402
 
 
 def kernels(path):
-    with open(path) as f:
-        ev = json.load(f)
-    ev = ev["traceEvents"] if isinstance(ev, dict) else ev
     tot = collections.Counter()
     cnt = collections.Counter()
-    for e in ev:
-        if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"):
+    for e in load(path):
+        if e.get("ph") == "X" and e.get("cat") in GPU_CATS:
             n = e.get("name", "?")[:60]
             tot[n] += e.get("dur", 0) / 1000.0
             cnt[n] += 1
