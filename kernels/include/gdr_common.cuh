@@ -274,10 +274,10 @@ __device__ __forceinline__ void col_sum(float* out, const float* A, int lda, int
 // kt = K e^{G_last - G} and qg = Q e^G of chunk cidx, which only the shared-memory scans read
 // (written once per chunk, not per V-block): from the chunk's raw k and q tiles in shared memory
 // (row stride ld) and its cumulative log decay gS; 16-byte stores, one exp per row. Block-wide.
+// K is p.K, passed so that a kernel compiled for one K folds it.
 template <class T>
-__device__ __forceinline__ void store_decayed_kq(const Params& p, const T* kS, const T* qS, int ld, const float* gS,
-                                                 int64_t cidx) {
-  const int K = p.K;
+__device__ __forceinline__ void store_decayed_kq(const Params& p, const T* kS, const T* qS, int ld, int K,
+                                                 const float* gS, int64_t cidx) {
   const float gl = gS[kC - 1];
   T* ktg = static_cast<T*>(p.kt) + cidx * kC * K;
   T* qgg = static_cast<T*>(p.qg) + cidx * kC * K;

@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(kThreads) prep_kernel(Params p) {
     F1[i * L.ldf + j] = j < i ? bS[i] * d * F1[i * L.ldf + j] : 0.f;
     aqk[i * kC + j] = from_f<T>(F2[i * L.ldf + j] * d);
   });
-  if (p.kt != nullptr) store_decayed_kq(p, kS, qS, L.ldk, gS, cidx);
+  if (p.kt != nullptr) store_decayed_kq(p, kS, qS, L.ldk, K, gS, cidx);
   __syncthreads();
   invert_unit_lower(F1, F2, L.ldf, tri);  // A = (I + L)^-1 into F2
   float* Ag = p.A + cidx * kC * kC;

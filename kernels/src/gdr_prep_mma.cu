@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
       }
     store_acc<T, CT8>(static_cast<T*>(p.Aqk) + cidx * kC * kC + r0 * kC + cc0, kC, qk);
   }
-  if (p.kt != nullptr) store_decayed_kq(p, Ks, Qs, LDK, gS, cidx);  // only for the shared-memory scans
+  if (p.kt != nullptr) store_decayed_kq(p, Ks, Qs, LDK, K, gS, cidx);  // only for the shared-memory scans
   __syncthreads();  // (2) L is visible
   invert_unit_lower(Ls, Af, LDF, tri);
   {
