@@ -364,17 +364,17 @@ inline int device_attribute(cudaDeviceAttr a) {
 }
 inline size_t max_smem_per_block() { return (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin); }
 
-// Launches `kern(p)` on `blocks` blocks of `threads` with `smem` bytes of dynamic shared memory,
+// Launches `kern(p, extra...)` on `blocks` blocks of `threads` with `smem` bytes of dynamic shared memory,
 // after checking that both fit; `what` names the stage in the error messages.
-template <class Kern>
+template <class Kern, class... Extra>
 void launch_checked(Kern kern, int64_t blocks, int threads, size_t smem, cudaStream_t s, const Params& p,
-                    const char* what) {
+                    const char* what, const Extra&... extra) {
   const size_t maxs = max_smem_per_block();
   TORCH_CHECK(smem <= maxs, what, ": K=", p.K, ", V=", p.V, " needs ", smem,
               " bytes of shared memory, the device has ", maxs);
   TORCH_CHECK(blocks < (int64_t)INT32_MAX, what, ": too many blocks");
   C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  kern<<<(unsigned)blocks, threads, smem, s>>>(p);
+  kern<<<(unsigned)blocks, threads, smem, s>>>(p, extra...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

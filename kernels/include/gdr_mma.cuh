@@ -262,6 +262,33 @@ __device__ __forceinline__ void store_acc(T* dst, int64_t ld, float (*acc)[4], f
   }
 }
 
+// A warp's S^T slice (rows v = g, g+8 of its 16 columns; cols k = 8j + 2t, +1) from / to a
+// fp32 [K x V] state whose (0, first column) is at `base`; a null `src` reads zeros.
+template <int KT>
+__device__ __forceinline__ void load_state(float (*S)[4], const float* src, int64_t base, int V) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    S[j][0] = src ? src[base + (int64_t)k * V + g] : 0.f;
+    S[j][1] = src ? src[base + (int64_t)(k + 1) * V + g] : 0.f;
+    S[j][2] = src ? src[base + (int64_t)k * V + g + 8] : 0.f;
+    S[j][3] = src ? src[base + (int64_t)(k + 1) * V + g + 8] : 0.f;
+  }
+}
+template <int KT>
+__device__ __forceinline__ void store_state(float* dst, const float (*S)[4], int64_t base, int V) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < KT; ++j) {
+    const int k = 8 * j + 2 * t;
+    dst[base + (int64_t)k * V + g] = S[j][0];
+    dst[base + (int64_t)(k + 1) * V + g] = S[j][1];
+    dst[base + (int64_t)k * V + g + 8] = S[j][2];
+    dst[base + (int64_t)(k + 1) * V + g + 8] = S[j][3];
+  }
+}
+
 }  // namespace mma
 }  // namespace gdr
 }  // namespace engram

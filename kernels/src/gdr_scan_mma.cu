@@ -90,33 +90,6 @@ __device__ __forceinline__ void store_acc_t(T* dst, int64_t ld, const float (*ac
   }
 }
 
-// A warp's S^T slice (rows v = g, g+8 of its 16 columns; cols k = 8j + 2t, +1) from / to a
-// fp32 [K x V] state whose (0, first column) is at `base`; a null `src` reads zeros.
-template <int KT>
-__device__ __forceinline__ void load_state(float (*S)[4], const float* src, int64_t base, int V) {
-  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
-#pragma unroll
-  for (int j = 0; j < KT; ++j) {
-    const int k = 8 * j + 2 * t;
-    S[j][0] = src ? src[base + (int64_t)k * V + g] : 0.f;
-    S[j][1] = src ? src[base + (int64_t)(k + 1) * V + g] : 0.f;
-    S[j][2] = src ? src[base + (int64_t)k * V + g + 8] : 0.f;
-    S[j][3] = src ? src[base + (int64_t)(k + 1) * V + g + 8] : 0.f;
-  }
-}
-template <int KT>
-__device__ __forceinline__ void store_state(float* dst, const float (*S)[4], int64_t base, int V) {
-  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
-#pragma unroll
-  for (int j = 0; j < KT; ++j) {
-    const int k = 8 * j + 2 * t;
-    dst[base + (int64_t)k * V + g] = S[j][0];
-    dst[base + (int64_t)(k + 1) * V + g] = S[j][1];
-    dst[base + (int64_t)k * V + g + 8] = S[j][2];
-    dst[base + (int64_t)(k + 1) * V + g + 8] = S[j][3];
-  }
-}
-
 template <class T, int K, int ST>
 __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
@@ -466,6 +439,7 @@ bool scan_mma_applies(DType dt, const Params& p) {
 bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd) {
   // without kt and qg (not made when these scans apply) the shared-memory scans cannot run
   if (p.qg != nullptr && !scan_mma_applies(dt, p)) return false;
+  if (!bwd && p.qg == nullptr && launch_fwd_scan_wg(dt, p, s)) return true;
   const bool ran = dt == kBF16 ? dispatch<__nv_bfloat16>(p, s, bwd) : dispatch<__half>(p, s, bwd);
   TORCH_CHECK(ran || p.qg != nullptr, "gdr scan: the register scans do not fit this shape (K=", p.K, ", V=", p.V, ")");
   return ran;

@@ -285,8 +285,15 @@ def main():
     ]
     # 16-bit inputs with K in {64, 128} run the register-resident scans, whose warps per block
     # come from the shape; force each count, and the shared-memory scans with both V-block widths
-    env_cases = [({"ENGRAM_GDR_NW": nw}, (2, 300, 2, 128, 128, torch.bfloat16, 1.0, True)) for nw in ("1", "2", "4", "8")]
-    env_cases += [({"ENGRAM_GDR_NW": nw}, (2, 75, 2, 64, 64, torch.float16, 10.0, False)) for nw in ("1", "4")]
+    # (the forward's mma.sync scan only with ENGRAM_GDR_SCAN=mma: where it applies, the wgmma forward scan runs)
+    env_cases = [({"ENGRAM_GDR_NW": nw, "ENGRAM_GDR_SCAN": "mma"}, (2, 300, 2, 128, 128, torch.bfloat16, 1.0, True))
+                 for nw in ("1", "2", "4", "8")]
+    env_cases += [({"ENGRAM_GDR_NW": nw, "ENGRAM_GDR_SCAN": "mma"}, (2, 75, 2, 64, 64, torch.float16, 10.0, False))
+                  for nw in ("1", "4")]
+    # the wgmma forward scan with one and two warpgroups per block
+    env_cases += [({"ENGRAM_GDR_WG": n}, c) for n in ("1", "2")
+                  for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True), (1, 130, 2, 64, 128, torch.float16, 10.0, False),
+                            (1, 1000, 1, 128, 128, torch.bfloat16, 0.1, True))]
     env_cases += [({"ENGRAM_GDR_STAGES": "3"}, (2, 300, 2, 128, 128, torch.bfloat16, 1.0, True))]
     env_cases += [({"ENGRAM_GDR_SCAN": "smem", "ENGRAM_GDR_VB": vb}, (2, 300, 2, 128, 128, torch.bfloat16, 1.0, True))
                   for vb in ("32", "16")]
@@ -308,7 +315,7 @@ def main():
                   for c in ((3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True), (3, 2100, 3, 64, 128, torch.float16, 1.0, False))]
     cases = [({}, c) for c in cases] + env_cases
     knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP",
-             "ENGRAM_GDR_GRAD_PERSIST")
+             "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG")
     allok = True
     for env, case in cases:
         B, T, H, K, V, dt, gs, wh = case

@@ -1,0 +1,316 @@
+// The forward sequential pass with warpgroup products (sm_90a wgmma) for 16-bit inputs.
+//
+// The equations are those of fwd_scan_mma (gdr_scan_mma.cu), with the same roundings: per chunk
+//   X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K.
+// A warpgroup owns 64 columns of V and keeps S^T [64 v x K] as wgmma accumulators (warp w of
+// the group: rows 16w..16w+15, the layout of the mma.sync version), so each product of a chunk
+// is K/16 or C/16 instructions for the whole group instead of one mma.sync per 16 x 8 tile per
+// warp, and the chunk's q, k, w and Aqk are read from shared memory by the tensor cores once per
+// group instead of once per warp through ldmatrix. Every tile of a chunk (q, k, w, Aqk, the
+// block's u columns, G) arrives as one TMA box in the 128-byte swizzled layout (gdr_wgmma.cuh),
+// requested by one thread and counted by one mbarrier per buffer: the warps spend no
+// instructions on copies, and every request is a 128-byte row segment (16-byte pieces, whether
+// per-thread cp.async or narrow TMA boxes, left the scan waiting on its loads).
+// O^T, X^T and S^T come out with v as rows; they are stored as O, X and h (rows c or k) in
+// 4-byte pairs after one shuffle with the neighbouring row.
+#include <c10/util/Exception.h>
+#include <algorithm>
+#include <cstdlib>
+#include <type_traits>
+#include "gdr.h"
+#include "gdr_common.cuh"
+#include "gdr_mma.cuh"
+#include "gdr_tma.cuh"
+#include "gdr_wgmma.cuh"
+#include <cudaTypedefs.h>
+
+namespace engram {
+namespace gdr {
+namespace {
+
+using mma::acc_to_a;
+using mma::pack;
+
+// One chunk buffer (bytes), every 16-bit tile 128-byte swizzled (1024-aligned): q, k, w
+// [C x K], Aqk [C x C], the block's u columns [C x 64 NWG], then G [C] fp32.
+template <int K, int NWG>
+struct WgLayout {
+  static constexpr int q = 0, k = q + 2 * kC * K, w = k + 2 * kC * K, a = w + 2 * kC * K, u = a + 2 * kC * kC,
+                       g = u + 2 * kC * 64 * NWG, bytes = g + 4 * kC, buf = (bytes + 1023) / 1024 * 1024;
+};
+
+// The TMA descriptors of one call. Each tile is one box whose dimensions are (64 columns, 64
+// rows, slabs of 64 columns), so a single request writes the whole tile in the swizzled layout:
+// q and k as [B, T, H, K/64 slabs of 64] (rows past T read as zeros), w, Aqk and u as [rows,
+// slabs] over the per-chunk layout, G as [B H NT, C] fp32.
+struct Maps {
+  CUtensorMap q, k, w, a, u, g;
+};
+
+// Stores alpha * acc^T (acc: rows v = g, g+8 of this warp's 16 columns, NT8 tiles of 8 columns
+// n) as T into dst[n * ld + v] for n < valid. Neighbouring rows v, v+1 sit in lanes 4 apart: one
+// shuffle gives the even lane (v, v+1) of column n and the odd lane (v-1, v) of column n+1, so
+// every store is 4 bytes.
+template <class T, int NT8>
+__device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* acc, float alpha, int valid) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  const bool even = (g & 1) == 0;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float a0 = alpha * acc[4 * j + 2 * h], a1 = alpha * acc[4 * j + 2 * h + 1];
+      const float r = __shfl_xor_sync(0xffffffffu, even ? a1 : a0, 4);
+      const int n = 8 * j + 2 * t + (even ? 0 : 1), v = (g & ~1) + 8 * h;
+      if (n < valid) *reinterpret_cast<uint32_t*>(dst + (int64_t)n * ld + v) = even ? pack<T>(a0, r) : pack<T>(r, a1);
+    }
+}
+
+// One thread requests chunk c's six tiles into `buf` and announces their bytes on `bar`.
+template <int K, int NWG>
+__device__ __forceinline__ void fetch_wg(const Maps& m, unsigned char* buf, uint64_t* bar, int64_t cidx, int b, int hh,
+                                         int v0, int c) {
+  using L = WgLayout<K, NWG>;
+  const int row = (int)(cidx * kC);
+  tma::arrive_expect(bar, L::bytes);
+  tma::load<5>(buf + L::q, &m.q, {0, c * kC, 0, hh, b}, bar);
+  tma::load<5>(buf + L::k, &m.k, {0, c * kC, 0, hh, b}, bar);
+  tma::load<3>(buf + L::w, &m.w, {0, row, 0}, bar);
+  tma::load<2>(buf + L::a, &m.a, {0, row}, bar);
+  tma::load<3>(buf + L::u, &m.u, {0, row, v0 / 64}, bar);
+  tma::load<2>(buf + L::g, &m.g, {0, (int)cidx}, bar);
+}
+
+template <class T, int K, int NWG, int ST>
+__global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_constant__ Maps m) {
+  using L = WgLayout<K, NWG>;
+  constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  // the swizzle is a function of address bits: tiles must sit on 1024-byte boundaries
+  unsigned char* smem = smem_raw + ((1024 - (tma::smem_addr(smem_raw) & 1023)) & 1023);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + ST * L::buf);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int nvb = p.V / (64 * NWG);
+  const int64_t bh = blockIdx.x / nvb;
+  const int v0 = (int)(blockIdx.x % nvb) * 64 * NWG;
+  const int vw = 16 * warp;  // the warp's first column inside the block's 64 NWG
+  const int hh = (int)(bh % p.H), b = (int)(bh / p.H);
+  const int V = p.V, H = p.H, NT = p.NT;
+
+  float S[KT][4];
+  const int64_t st0 = bh * K * V + v0 + vw;
+  mma::load_state<KT>(S, p.h0, st0, V);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < ST; ++i) tma::bar_init(&bars[i], 1);
+    tma::fence_bar_init();
+  }
+  __syncthreads();
+  // ST-stage ring: chunk n lives in buffer n % ST, requested ST - 1 chunks ahead; its barrier
+  // completes phase n / ST when the bytes have landed
+  if (threadIdx.x == 0)
+#pragma unroll
+    for (int n = 0; n < ST - 1; ++n)
+      if (n < NT) fetch_wg<K, NWG>(m, smem + n * L::buf, &bars[n], bh * NT + n, b, hh, v0, n);
+  for (int c = 0; c < NT; ++c) {
+    __syncthreads();  // every warp is done with chunk c - 1, whose buffer the next request reuses
+    tma::wait(&bars[c % ST], (c / ST) & 1);
+    const unsigned char* cur = smem + (c % ST) * L::buf;
+    const float* gS = reinterpret_cast<const float*>(cur + L::g);
+    const float gl = gS[kC - 1], Gam = __expf(gl);
+    const int64_t cidx = bh * NT + c;
+    const int t0 = c * kC, Lc = min(kC, p.T - t0);
+    // u's element (row r, block column v)
+    auto u_at = [&](int r, int v) {
+      return to_f(*reinterpret_cast<const T*>(cur + L::u + wg::sw128_offset(r, v, kC)));
+    };
+
+    uint32_t SA[KS][4];
+#pragma unroll
+    for (int s = 0; s < KS; ++s) acc_to_a<T>(SA[s], S[2 * s], S[2 * s + 1]);
+    // before the products: ptxas waits for every product in flight before a use of registers a
+    // product wrote, and it does not see that S's last product has been waited for
+    if (p.save) store_pairs_t<T, KT>(static_cast<T*>(p.h) + cidx * K * V + v0 + vw, V, &S[0][0], 1.f, K);
+    float X[CT][4], O[CT][4];
+    wg::pin<KS * 4>(&SA[0][0]);
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], wg::desc_kmajor(cur + L::w, kC, s), s);
+    wg::commit();
+#pragma unroll
+    for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(cur + L::q, kC, s), s);
+    wg::commit();
+    // the next request goes out while the tensor cores work (its buffer was freed by the barrier)
+    if (threadIdx.x == 0 && c + ST - 1 < NT) {
+      const int n = c + ST - 1;
+      fetch_wg<K, NWG>(m, smem + (n % ST) * L::buf, &bars[n % ST], bh * NT + n, b, hh, v0, n);
+    }
+    wg::wait<1>();
+    wg::pin<CT * 4>(&X[0][0]);
+#pragma unroll
+    for (int j = 0; j < CT; ++j) {
+      const int r = 8 * j + 2 * t, col = vw + g;
+      X[j][0] = u_at(r, col) - X[j][0];
+      X[j][1] = u_at(r + 1, col) - X[j][1];
+      X[j][2] = u_at(r, col + 8) - X[j][2];
+      X[j][3] = u_at(r + 1, col + 8) - X[j][3];
+    }
+    uint32_t XA[CS][4], XD[CS][4];  // X^T, and X^T e^{G_last - G} for the state update
+#pragma unroll
+    for (int s = 0; s < CS; ++s) {
+      acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+      float x0[4], x1[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c0 = 16 * s + 2 * t + (e & 1);
+        x0[e] = X[2 * s][e] * __expf(gl - gS[c0]);
+        x1[e] = X[2 * s + 1][e] * __expf(gl - gS[c0 + 8]);
+      }
+      acc_to_a<T>(XD[s], x0, x1);
+    }
+    wg::wait<0>();
+    wg::pin<CT * 4>(&O[0][0]);
+    // O^T columns are chunk rows: e^G scales them before Aqk X joins
+#pragma unroll
+    for (int j = 0; j < CT; ++j) {
+      const float e0 = __expf(gS[8 * j + 2 * t]), e1 = __expf(gS[8 * j + 2 * t + 1]);
+      O[j][0] *= e0, O[j][1] *= e1, O[j][2] *= e0, O[j][3] *= e1;
+    }
+#pragma unroll
+    for (int j = 0; j < KT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S[j][e] *= Gam;
+    wg::pin<KT * 4>(&S[0][0]);
+    wg::pin<CT * 4>(&O[0][0]);
+    wg::pin<CS * 4>(&XA[0][0]);
+    wg::pin<CS * 4>(&XD[0][0]);
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < CS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], XA[s], wg::desc_kmajor(cur + L::a, kC, s), 1);
+    wg::commit();
+#pragma unroll
+    for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&S[0][0], XD[s], wg::desc_mnmajor(cur + L::k, kC, s), 1);
+    wg::commit();
+    if (p.save) store_pairs_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, &X[0][0], 1.f, kC);
+    wg::wait<1>();
+    wg::pin<CT * 4>(&O[0][0]);
+    store_pairs_t<T, CT>(static_cast<T*>(p.o) + (((int64_t)b * p.T + t0) * H + hh) * V + v0 + vw, (int64_t)H * V, &O[0][0],
+                         p.scale, Lc);
+    wg::wait<0>();
+    wg::pin<KT * 4>(&S[0][0]);
+  }
+  mma::store_state<KT>(p.ht, S, st0, V);
+}
+
+// Warpgroups per block: one (64 columns of V) while that fills the GPU in one wave, else two
+// (whole heads of V = 128) so that blocks share the chunk's q, k, w and Aqk copies and every
+// block is resident at once. ENGRAM_GDR_WG=1|2 forces it.
+int pick_groups(const Params& p) {
+  int n = 1;
+  if (p.V % 128 == 0 && (int64_t)p.B * p.H * (p.V / 64) > device_attribute(cudaDevAttrMultiProcessorCount)) n = 2;
+  if (const char* e = std::getenv("ENGRAM_GDR_WG")) {
+    const int want = std::atoi(e);
+    TORCH_CHECK((want == 1 || want == 2) && p.V % (64 * want) == 0, "ENGRAM_GDR_WG=", e, " is not usable with V=", p.V);
+    n = want;
+  }
+  return n;
+}
+
+// cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    C10_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+    TORCH_CHECK(f != nullptr && q == cudaDriverEntryPointSuccess, "gdr: the CUDA driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A tiled map over `rank` dims (innermost first; strides in bytes of dims 1..rank-1), box `box`,
+// 128-byte swizzled or plain.
+void encode(CUtensorMap* m, CUtensorMapDataType dt, int rank, const void* base, const uint64_t* dims,
+            const uint64_t* strides, const uint32_t* box, bool swizzle) {
+  const uint32_t ones[5] = {1, 1, 1, 1, 1};
+  const CUresult r = encoder()(m, dt, (cuuint32_t)rank, const_cast<void*>(base), dims, strides, box, ones,
+                               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  TORCH_CHECK(r == CUDA_SUCCESS, "gdr forward scan: cuTensorMapEncodeTiled failed with CUresult ", (int)r);
+}
+
+template <class T, int NWG>
+Maps make_maps(const Params& p) {
+  const CUtensorMapDataType dt =
+      std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const uint64_t K = p.K, V = p.V, H = p.H, rows = (uint64_t)p.B * p.H * p.NT * kC;
+  // TMA coordinates are 32-bit: the per-chunk row index must fit
+  TORCH_CHECK(rows < (uint64_t)INT32_MAX, "gdr forward scan: B*H*T = ", rows, " rows exceed the TMA coordinate range");
+  Maps m;
+  // (64 columns, rows, slabs of 64 columns, ...): the slabs' stride (128 bytes) is below the rows'
+  const uint64_t qd[5] = {64, (uint64_t)p.T, K / 64, H, (uint64_t)p.B}, qs[4] = {2 * K * H, 128, 2 * K, 2 * K * H * p.T};
+  const uint32_t qb[5] = {64, kC, (uint32_t)K / 64, 1, 1};
+  encode(&m.q, dt, 5, p.q, qd, qs, qb, true);
+  encode(&m.k, dt, 5, p.k, qd, qs, qb, true);
+  const uint64_t wd[3] = {64, rows, K / 64}, ws[2] = {2 * K, 128};
+  const uint32_t wb[3] = {64, kC, (uint32_t)K / 64};
+  encode(&m.w, dt, 3, p.w, wd, ws, wb, true);
+  const uint64_t ad[2] = {kC, rows}, as[1] = {2 * kC};
+  const uint32_t ab[2] = {kC, kC};
+  encode(&m.a, dt, 2, p.Aqk, ad, as, ab, true);
+  const uint64_t ud[3] = {64, rows, V / 64}, us[2] = {2 * V, 128};
+  const uint32_t ub[3] = {64, kC, NWG};
+  encode(&m.u, dt, 3, p.u, ud, us, ub, true);
+  const uint64_t gd[2] = {kC, rows / kC}, gs[1] = {4 * kC};
+  const uint32_t gb[2] = {kC, 1};
+  encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
+  return m;
+}
+
+template <class T, int K, int NWG>
+void run(const Params& p, cudaStream_t s) {
+  const size_t buf = WgLayout<K, NWG>::buf, bars = 64 + 1024;  // + the alignment slack
+  const int64_t blocks = (int64_t)p.B * p.H * (p.V / (64 * NWG));
+  int stages = 2;
+  if (const char* e = std::getenv("ENGRAM_GDR_STAGES")) stages = std::max(2, std::min(4, std::atoi(e)));
+  while (stages > 2 && stages * buf + bars > max_smem_per_block()) --stages;
+  const Maps m = make_maps<T, NWG>(p);
+  const char* what = "gdr forward scan (wgmma)";
+  if (stages == 4)
+    launch_checked(fwd_scan_wg<T, K, NWG, 4>, blocks, 128 * NWG, 4 * buf + bars, s, p, what, m);
+  else if (stages == 3)
+    launch_checked(fwd_scan_wg<T, K, NWG, 3>, blocks, 128 * NWG, 3 * buf + bars, s, p, what, m);
+  else
+    launch_checked(fwd_scan_wg<T, K, NWG, 2>, blocks, 128 * NWG, 2 * buf + bars, s, p, what, m);
+}
+
+template <class T>
+void dispatch(const Params& p, cudaStream_t s) {
+  const int n = pick_groups(p);
+  if (p.K == 64)
+    n == 2 ? run<T, 64, 2>(p, s) : run<T, 64, 1>(p, s);
+  else
+    n == 2 ? run<T, 128, 2>(p, s) : run<T, 128, 1>(p, s);
+}
+
+}  // namespace
+
+bool fwd_scan_wg_applies(DType dt, const Params& p) {
+  if (dt == kF32 || (p.K != 64 && p.K != 128) || p.V % 64 != 0) return false;
+  if (device_attribute(cudaDevAttrComputeCapabilityMajor) != 9) return false;  // wgmma is sm_90a only
+  const char* e = std::getenv("ENGRAM_GDR_SCAN");
+  return e == nullptr || (std::strcmp(e, "smem") != 0 && std::strcmp(e, "mma") != 0);
+}
+
+bool launch_fwd_scan_wg(DType dt, const Params& p, cudaStream_t s) {
+  if (!fwd_scan_wg_applies(dt, p)) return false;
+  if (dt == kBF16)
+    dispatch<__nv_bfloat16>(p, s);
+  else
+    dispatch<__half>(p, s);
+  return true;
+}
+
+}  // namespace gdr
+}  // namespace engram
