@@ -56,11 +56,11 @@ bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd);
 // Whether the register scans run for this problem (both directions). They read the user's q and
 // k, so the forward allocates kt and qg (and prep writes them) only when this is false.
 bool scan_mma_applies(DType dt, const Params& p);
-// The forward scan with warpgroup products (gdr_scan_wg.cu): 16-bit inputs, K in {64, 128}, V a
-// multiple of 64, on sm_90. launch_scan_mma runs it first for the forward; ENGRAM_GDR_SCAN=mma
-// (or smem) disables it.
-bool fwd_scan_wg_applies(DType dt, const Params& p);
-bool launch_fwd_scan_wg(DType dt, const Params& p, cudaStream_t s);
+// The scans with warpgroup products and TMA loads (gdr_scan_wg.cu): 16-bit inputs, K in
+// {64, 128}, V a multiple of 64, on sm_90. launch_scan_mma runs them first; ENGRAM_GDR_SCAN=mma
+// (or smem) disables them.
+bool scan_wg_applies(DType dt, const Params& p);
+bool launch_scan_wg(DType dt, const Params& p, cudaStream_t s, bool bwd);
 // The register-resident gradient stage (gdr_grad_mma.cu) for 16-bit inputs with K, V in {64, 128};
 // false when it does not apply (gdr_bwd_grad.cu runs instead). ENGRAM_GDR_GRAD=smem disables it.
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);

@@ -439,7 +439,7 @@ bool scan_mma_applies(DType dt, const Params& p) {
 bool launch_scan_mma(DType dt, const Params& p, cudaStream_t s, bool bwd) {
   // without kt and qg (not made when these scans apply) the shared-memory scans cannot run
   if (p.qg != nullptr && !scan_mma_applies(dt, p)) return false;
-  if (!bwd && p.qg == nullptr && launch_fwd_scan_wg(dt, p, s)) return true;
+  if (p.qg == nullptr && launch_scan_wg(dt, p, s, bwd)) return true;
   const bool ran = dt == kBF16 ? dispatch<__nv_bfloat16>(p, s, bwd) : dispatch<__half>(p, s, bwd);
   TORCH_CHECK(ran || p.qg != nullptr, "gdr scan: the register scans do not fit this shape (K=", p.K, ", V=", p.V, ")");
   return ran;

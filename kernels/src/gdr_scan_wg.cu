@@ -1,4 +1,4 @@
-// The forward sequential pass with warpgroup products (sm_90a wgmma) for 16-bit inputs.
+// The sequential passes with warpgroup products (sm_90a wgmma) for 16-bit inputs.
 //
 // The equations are those of fwd_scan_mma (gdr_scan_mma.cu), with the same roundings: per chunk
 //   X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K.
@@ -32,11 +32,12 @@ using mma::acc_to_a;
 using mma::pack;
 
 // One chunk buffer (bytes), every 16-bit tile 128-byte swizzled (1024-aligned): q, k, w
-// [C x K], Aqk [C x C], the block's u columns [C x 64 NWG], then G [C] fp32.
+// [C x K], Aqk [C x C], the block's columns of u (forward) or dO (backward) [C x 64 NWG], then
+// G [C] fp32.
 template <int K, int NWG>
 struct WgLayout {
-  static constexpr int q = 0, k = q + 2 * kC * K, w = k + 2 * kC * K, a = w + 2 * kC * K, u = a + 2 * kC * kC,
-                       g = u + 2 * kC * 64 * NWG, bytes = g + 4 * kC, buf = (bytes + 1023) / 1024 * 1024;
+  static constexpr int q = 0, k = q + 2 * kC * K, w = k + 2 * kC * K, a = w + 2 * kC * K, e = a + 2 * kC * kC,
+                       g = e + 2 * kC * 64 * NWG, bytes = g + 4 * kC, buf = (bytes + 1023) / 1024 * 1024;
 };
 
 // The TMA descriptors of one call. Each tile is one box whose dimensions are (64 columns, 64
@@ -44,7 +45,7 @@ struct WgLayout {
 // q and k as [B, T, H, K/64 slabs of 64] (rows past T read as zeros), w, Aqk and u as [rows,
 // slabs] over the per-chunk layout, G as [B H NT, C] fp32.
 struct Maps {
-  CUtensorMap q, k, w, a, u, g;
+  CUtensorMap q, k, w, a, e, g;  // e: u (forward) or dO (backward)
 };
 
 // Stores alpha * acc^T (acc: rows v = g, g+8 of this warp's 16 columns, NT8 tiles of 8 columns
@@ -67,7 +68,7 @@ __device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* a
 }
 
 // One thread requests chunk c's six tiles into `buf` and announces their bytes on `bar`.
-template <int K, int NWG>
+template <int K, int NWG, bool BWD>
 __device__ __forceinline__ void fetch_wg(const Maps& m, unsigned char* buf, uint64_t* bar, int64_t cidx, int b, int hh,
                                          int v0, int c) {
   using L = WgLayout<K, NWG>;
@@ -77,7 +78,10 @@ __device__ __forceinline__ void fetch_wg(const Maps& m, unsigned char* buf, uint
   tma::load<5>(buf + L::k, &m.k, {0, c * kC, 0, hh, b}, bar);
   tma::load<3>(buf + L::w, &m.w, {0, row, 0}, bar);
   tma::load<2>(buf + L::a, &m.a, {0, row}, bar);
-  tma::load<3>(buf + L::u, &m.u, {0, row, v0 / 64}, bar);
+  if (BWD)
+    tma::load<5>(buf + L::e, &m.e, {0, c * kC, v0 / 64, hh, b}, bar);
+  else
+    tma::load<3>(buf + L::e, &m.e, {0, row, v0 / 64}, bar);
   tma::load<2>(buf + L::g, &m.g, {0, (int)cidx}, bar);
 }
 
@@ -111,7 +115,7 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
   if (threadIdx.x == 0)
 #pragma unroll
     for (int n = 0; n < ST - 1; ++n)
-      if (n < NT) fetch_wg<K, NWG>(m, smem + n * L::buf, &bars[n], bh * NT + n, b, hh, v0, n);
+      if (n < NT) fetch_wg<K, NWG, false>(m, smem + n * L::buf, &bars[n], bh * NT + n, b, hh, v0, n);
   for (int c = 0; c < NT; ++c) {
     __syncthreads();  // every warp is done with chunk c - 1, whose buffer the next request reuses
     tma::wait(&bars[c % ST], (c / ST) & 1);
@@ -122,7 +126,7 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
     const int t0 = c * kC, Lc = min(kC, p.T - t0);
     // u's element (row r, block column v)
     auto u_at = [&](int r, int v) {
-      return to_f(*reinterpret_cast<const T*>(cur + L::u + wg::sw128_offset(r, v, kC)));
+      return to_f(*reinterpret_cast<const T*>(cur + L::e + wg::sw128_offset(r, v, kC)));
     };
 
     uint32_t SA[KS][4];
@@ -143,7 +147,7 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
     // the next request goes out while the tensor cores work (its buffer was freed by the barrier)
     if (threadIdx.x == 0 && c + ST - 1 < NT) {
       const int n = c + ST - 1;
-      fetch_wg<K, NWG>(m, smem + (n % ST) * L::buf, &bars[n % ST], bh * NT + n, b, hh, v0, n);
+      fetch_wg<K, NWG, false>(m, smem + (n % ST) * L::buf, &bars[n % ST], bh * NT + n, b, hh, v0, n);
     }
     wg::wait<1>();
     wg::pin<CT * 4>(&X[0][0]);
@@ -169,6 +173,7 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
       acc_to_a<T>(XD[s], x0, x1);
     }
     wg::wait<0>();
+    wg::pin<KS * 4>(&SA[0][0]);
     wg::pin<CT * 4>(&O[0][0]);
     // O^T columns are chunk rows: e^G scales them before Aqk X joins
 #pragma unroll
@@ -198,8 +203,141 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
                          p.scale, Lc);
     wg::wait<0>();
     wg::pin<KT * 4>(&S[0][0]);
+    wg::pin<CS * 4>(&XA[0][0]);
+    wg::pin<CS * 4>(&XD[0][0]);
   }
   mma::store_state<KT>(p.ht, S, st0, V);
+}
+
+// The backward pass (the equations of bwd_scan_mma), a warpgroup per 64 columns of V with dS^T
+// [64 v x K] in its accumulators:
+//   dX^T = scale dO^T Aqk + e^{G_last-G} (dS^T K^T),  dS^T <- e^{G_last} dS^T + scale (dO^T e^G) Q - dX^T w.
+// dS^T and dX^T enter their products as hi + lo 16-bit pairs, as in the mma.sync version (dh0
+// accumulates every chunk's rounding). dO^T's A fragments come from the swizzled dO tile by
+// ldmatrix.trans; the decays are applied in fp32 to P = dS^T K^T and to dO^T's values before
+// their rounding, `scale` in fp32 to the products.
+template <class T, int K, int NWG, int ST>
+__global__ void __launch_bounds__(128 * NWG) bwd_scan_wg(Params p, const __grid_constant__ Maps m) {
+  using L = WgLayout<K, NWG>;
+  constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (tma::smem_addr(smem_raw) & 1023)) & 1023);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + ST * L::buf);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, l8 = lane >> 3;
+  const int nvb = p.V / (64 * NWG);
+  const int64_t bh = blockIdx.x / nvb;
+  const int v0 = (int)(blockIdx.x % nvb) * 64 * NWG;
+  const int vw = 16 * warp;
+  const int hh = (int)(bh % p.H), b = (int)(bh / p.H);
+  const int V = p.V, NT = p.NT;
+
+  float D[KT][4];  // dS^T
+  const int64_t st0 = bh * K * V + v0 + vw;
+  mma::load_state<KT>(D, p.dht, st0, V);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < ST; ++i) tma::bar_init(&bars[i], 1);
+    tma::fence_bar_init();
+  }
+  __syncthreads();
+  // as the forward, in reverse: the n-th chunk processed (c = NT - 1 - n) lives in buffer n % ST
+  if (threadIdx.x == 0)
+#pragma unroll
+    for (int n = 0; n < ST - 1; ++n)
+      if (n < NT) fetch_wg<K, NWG, true>(m, smem + n * L::buf, &bars[n], bh * NT + NT - 1 - n, b, hh, v0, NT - 1 - n);
+  for (int n = 0; n < NT; ++n) {
+    const int c = NT - 1 - n;
+    __syncthreads();
+    tma::wait(&bars[n % ST], (n / ST) & 1);
+    const unsigned char* cur = smem + (n % ST) * L::buf;
+    const float* gS = reinterpret_cast<const float*>(cur + L::g);
+    const float gl = gS[kC - 1], Gam = __expf(gl);
+    const int64_t cidx = bh * NT + c;
+
+    uint32_t DA[KS][4], DL[KS][4];
+#pragma unroll
+    for (int s = 0; s < KS; ++s) mma::acc_to_a_split<T>(DA[s], DL[s], D[2 * s], D[2 * s + 1]);
+    store_pairs_t<T, KT>(static_cast<T*>(p.dh) + cidx * K * V + v0 + vw, V, &D[0][0], 1.f, K);
+    uint32_t OA[CS][4];  // dO^T (rows v, cols c) as A fragments
+#pragma unroll
+    for (int s = 0; s < CS; ++s)
+      mma::ldsm_x4_t(OA[s], cur + L::e + wg::sw128_offset(16 * s + (lane & 7) + (l8 >> 1) * 8, vw + (l8 & 1) * 8, kC));
+    float X[CT][4], P[CT][4];
+    wg::pin<KS * 4>(&DA[0][0]);
+    wg::pin<KS * 4>(&DL[0][0]);
+    wg::pin<CS * 4>(&OA[0][0]);
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < CS; ++s) wg::RS<64, T>::template mma<1>(&X[0][0], OA[s], wg::desc_mnmajor(cur + L::a, kC, s), s);
+#pragma unroll
+    for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&P[0][0], DA[s], wg::desc_kmajor(cur + L::k, kC, s), s);
+#pragma unroll
+    for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&P[0][0], DL[s], wg::desc_kmajor(cur + L::k, kC, s), 1);
+    wg::commit();
+    if (threadIdx.x == 0 && n + ST - 1 < NT) {
+      const int nn = n + ST - 1;
+      fetch_wg<K, NWG, true>(m, smem + (nn % ST) * L::buf, &bars[nn % ST], bh * NT + NT - 1 - nn, b, hh, v0, NT - 1 - nn);
+    }
+    // scale dO^T e^G, rounded to T, into new registers (the products in flight read OA):
+    // dO^T's A fragment columns are chunk rows
+    uint32_t OS[CS][4];
+#pragma unroll
+    for (int s = 0; s < CS; ++s)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c0 = 16 * s + 2 * t + 8 * (e >> 1);
+        const float2 x = mma::unpack<T>(OA[s][e]);
+        OS[s][e] = pack<T>(p.scale * x.x * __expf(gS[c0]), p.scale * x.y * __expf(gS[c0 + 1]));
+      }
+    wg::wait<0>();
+    // operands stay live (unreused) until the products that read them are done
+    wg::pin<CS * 4>(&OA[0][0]);
+    wg::pin<KS * 4>(&DA[0][0]);
+    wg::pin<KS * 4>(&DL[0][0]);
+    wg::pin<CT * 4>(&X[0][0]);
+    wg::pin<CT * 4>(&P[0][0]);
+#pragma unroll
+    for (int j = 0; j < CT; ++j) {
+      const float e0 = __expf(gl - gS[8 * j + 2 * t]), e1 = __expf(gl - gS[8 * j + 2 * t + 1]);
+      X[j][0] = p.scale * X[j][0] + e0 * P[j][0];
+      X[j][1] = p.scale * X[j][1] + e1 * P[j][1];
+      X[j][2] = p.scale * X[j][2] + e0 * P[j][2];
+      X[j][3] = p.scale * X[j][3] + e1 * P[j][3];
+    }
+    uint32_t XA[CS][4], XL[CS][4];  // -dX^T as hi + lo
+#pragma unroll
+    for (int s = 0; s < CS; ++s) {
+      mma::acc_to_a_split<T>(XA[s], XL[s], X[2 * s], X[2 * s + 1]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) XA[s][e] = mma::neg2(XA[s][e]), XL[s][e] = mma::neg2(XL[s][e]);
+    }
+    wg::pin<CS * 4>(&OS[0][0]);
+    wg::pin<CS * 4>(&XA[0][0]);
+    wg::pin<CS * 4>(&XL[0][0]);
+    store_pairs_t<T, CT>(static_cast<T*>(p.dX) + cidx * kC * V + v0 + vw, V, &X[0][0], 1.f, kC);
+    // the chunk's increment scale (dO^T e^G) Q - dX^T w is formed from zero and joins Gam dS^T in
+    // fp32, so the tensor cores never add small terms into the large running dS^T (the seed map's
+    // bf16 dh0 error measured the same either way: 9.83e-3, fla 9.00e-3, gdr_seed_check.py)
+    float U[KT][4];
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&U[0][0], OS[s], wg::desc_mnmajor(cur + L::q, kC, s), s);
+#pragma unroll
+    for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&U[0][0], XA[s], wg::desc_mnmajor(cur + L::w, kC, s), 1);
+#pragma unroll
+    for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&U[0][0], XL[s], wg::desc_mnmajor(cur + L::w, kC, s), 1);
+    wg::commit();
+    wg::wait<0>();
+    wg::pin<KT * 4>(&U[0][0]);
+#pragma unroll
+    for (int j = 0; j < KT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) D[j][e] = Gam * D[j][e] + U[j][e];
+    wg::pin<CS * 4>(&OS[0][0]);
+    wg::pin<CS * 4>(&XA[0][0]);
+    wg::pin<CS * 4>(&XL[0][0]);
+  }
+  mma::store_state<KT>(p.dh0, D, st0, V);
 }
 
 // Warpgroups per block: one (64 columns of V) while that fills the GPU in one wave, else two
@@ -241,7 +379,7 @@ void encode(CUtensorMap* m, CUtensorMapDataType dt, int rank, const void* base, 
 }
 
 template <class T, int NWG>
-Maps make_maps(const Params& p) {
+Maps make_maps(const Params& p, bool bwd) {
   const CUtensorMapDataType dt =
       std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   const uint64_t K = p.K, V = p.V, H = p.H, rows = (uint64_t)p.B * p.H * p.NT * kC;
@@ -259,56 +397,67 @@ Maps make_maps(const Params& p) {
   const uint64_t ad[2] = {kC, rows}, as[1] = {2 * kC};
   const uint32_t ab[2] = {kC, kC};
   encode(&m.a, dt, 2, p.Aqk, ad, as, ab, true);
-  const uint64_t ud[3] = {64, rows, V / 64}, us[2] = {2 * V, 128};
-  const uint32_t ub[3] = {64, kC, NWG};
-  encode(&m.u, dt, 3, p.u, ud, us, ub, true);
+  if (bwd) {
+    const uint64_t od[5] = {64, (uint64_t)p.T, V / 64, H, (uint64_t)p.B}, os[4] = {2 * V * H, 128, 2 * V, 2 * V * H * p.T};
+    const uint32_t ob[5] = {64, kC, NWG, 1, 1};
+    encode(&m.e, dt, 5, p.dO, od, os, ob, true);
+  } else {
+    const uint64_t ud[3] = {64, rows, V / 64}, us[2] = {2 * V, 128};
+    const uint32_t ub[3] = {64, kC, NWG};
+    encode(&m.e, dt, 3, p.u, ud, us, ub, true);
+  }
   const uint64_t gd[2] = {kC, rows / kC}, gs[1] = {4 * kC};
   const uint32_t gb[2] = {kC, 1};
   encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
   return m;
 }
 
+template <class T, int K, int NWG, int ST>
+void launch(const Params& p, cudaStream_t s, bool bwd, int64_t blocks, size_t smem, const Maps& m) {
+  if (bwd)
+    launch_checked(bwd_scan_wg<T, K, NWG, ST>, blocks, 128 * NWG, smem, s, p, "gdr backward scan (wgmma)", m);
+  else
+    launch_checked(fwd_scan_wg<T, K, NWG, ST>, blocks, 128 * NWG, smem, s, p, "gdr forward scan (wgmma)", m);
+}
+
 template <class T, int K, int NWG>
-void run(const Params& p, cudaStream_t s) {
+void run(const Params& p, cudaStream_t s, bool bwd) {
   const size_t buf = WgLayout<K, NWG>::buf, bars = 64 + 1024;  // + the alignment slack
   const int64_t blocks = (int64_t)p.B * p.H * (p.V / (64 * NWG));
   int stages = 2;
-  if (const char* e = std::getenv("ENGRAM_GDR_STAGES")) stages = std::max(2, std::min(4, std::atoi(e)));
-  while (stages > 2 && stages * buf + bars > max_smem_per_block()) --stages;
-  const Maps m = make_maps<T, NWG>(p);
-  const char* what = "gdr forward scan (wgmma)";
-  if (stages == 4)
-    launch_checked(fwd_scan_wg<T, K, NWG, 4>, blocks, 128 * NWG, 4 * buf + bars, s, p, what, m);
-  else if (stages == 3)
-    launch_checked(fwd_scan_wg<T, K, NWG, 3>, blocks, 128 * NWG, 3 * buf + bars, s, p, what, m);
+  if (const char* e = std::getenv("ENGRAM_GDR_STAGES")) stages = std::max(2, std::min(3, std::atoi(e)));
+  if (stages * buf + bars > max_smem_per_block()) stages = 2;
+  const Maps m = make_maps<T, NWG>(p, bwd);
+  if (stages == 3)
+    launch<T, K, NWG, 3>(p, s, bwd, blocks, 3 * buf + bars, m);
   else
-    launch_checked(fwd_scan_wg<T, K, NWG, 2>, blocks, 128 * NWG, 2 * buf + bars, s, p, what, m);
+    launch<T, K, NWG, 2>(p, s, bwd, blocks, 2 * buf + bars, m);
 }
 
 template <class T>
-void dispatch(const Params& p, cudaStream_t s) {
+void dispatch(const Params& p, cudaStream_t s, bool bwd) {
   const int n = pick_groups(p);
   if (p.K == 64)
-    n == 2 ? run<T, 64, 2>(p, s) : run<T, 64, 1>(p, s);
+    n == 2 ? run<T, 64, 2>(p, s, bwd) : run<T, 64, 1>(p, s, bwd);
   else
-    n == 2 ? run<T, 128, 2>(p, s) : run<T, 128, 1>(p, s);
+    n == 2 ? run<T, 128, 2>(p, s, bwd) : run<T, 128, 1>(p, s, bwd);
 }
 
 }  // namespace
 
-bool fwd_scan_wg_applies(DType dt, const Params& p) {
+bool scan_wg_applies(DType dt, const Params& p) {
   if (dt == kF32 || (p.K != 64 && p.K != 128) || p.V % 64 != 0) return false;
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) != 9) return false;  // wgmma is sm_90a only
   const char* e = std::getenv("ENGRAM_GDR_SCAN");
   return e == nullptr || (std::strcmp(e, "smem") != 0 && std::strcmp(e, "mma") != 0);
 }
 
-bool launch_fwd_scan_wg(DType dt, const Params& p, cudaStream_t s) {
-  if (!fwd_scan_wg_applies(dt, p)) return false;
+bool launch_scan_wg(DType dt, const Params& p, cudaStream_t s, bool bwd) {
+  if (!scan_wg_applies(dt, p)) return false;
   if (dt == kBF16)
-    dispatch<__nv_bfloat16>(p, s);
+    dispatch<__nv_bfloat16>(p, s, bwd);
   else
-    dispatch<__half>(p, s);
+    dispatch<__half>(p, s, bwd);
   return true;
 }
 
