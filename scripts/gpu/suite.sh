@@ -3,6 +3,7 @@
 # in one device call. On the GPU host, from the repository root:
 #   bash scripts/gpu/suite.sh .bundle/b "$OUT"      (fla wheels installed on PYTHONPATH first)
 # Each step has its own time limit and writes under OUT, so a slow step loses only itself.
+# SKIP_NSYS=1 leaves out the two Nsight Systems traces.
 set -u
 B="$(cd "${1:-.bundle/b}" && pwd)"
 O="${2:-${OUT:-.}}"
@@ -17,7 +18,7 @@ done
 TAILN=8 step bench_gdn 150 "$B/run.sh" engram bench gdn --device cuda --warmup 3 --steps 10 --json "$O/gdn.json"
 TAILN=8 step bench_gdn_torch 200 python3 "$R/scripts/gpu/hybrid_torch.py" --warmup 3 --steps 10 --json "$O/gdn_torch.json"
 TAILN=12 step bench_delta_rule 120 "$B/run.sh" engram bench delta-rule --device cuda --backends kernel --json "$O/dr.json"
-if command -v nsys > /dev/null; then
+if [ -z "${SKIP_NSYS:-}" ] && command -v nsys > /dev/null; then
   TAILN=30 step nsys_engram 120 nsys profile -o /tmp/engram_gdn --force-overwrite true --stats=true \
     "$B/run.sh" engram bench gdn --device cuda --shapes 4x2048 --warmup 2 --steps 5
   TAILN=30 step nsys_torch 150 nsys profile -o /tmp/torch_gdn --force-overwrite true --stats=true \
