@@ -262,6 +262,28 @@ __device__ __forceinline__ void store_acc(T* dst, int64_t ld, float (*acc)[4], f
   }
 }
 
+// As store_acc (alpha 1, all 16 rows), through a warp-private shared staging tile of
+// 16 x (8 NT8 + 8) T: the accumulator goes to shared memory in 4-byte pairs (conflict-free with
+// the 16-byte row padding) and leaves in 16-byte row chunks, so global memory sees a quarter of
+// the store instructions, each a whole 16-byte piece (4-byte scatters throttled prep's stores).
+template <class T, int NT8>
+__device__ __forceinline__ void store_acc_staged(T* dst, int64_t ld, float (*acc)[4], T* stage) {
+  constexpr int LDS = 8 * NT8 + 8, CPR = NT8;  // staging row stride; 16-byte chunks per row
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j) {
+    *reinterpret_cast<uint32_t*>(stage + g * LDS + 8 * j + 2 * t) = pack<T>(acc[j][0], acc[j][1]);
+    *reinterpret_cast<uint32_t*>(stage + (g + 8) * LDS + 8 * j + 2 * t) = pack<T>(acc[j][2], acc[j][3]);
+  }
+  __syncwarp();
+#pragma unroll
+  for (int i = l; i < 16 * CPR; i += 32) {
+    const int r = i / CPR, c = (i % CPR) * 8;
+    *reinterpret_cast<int4*>(dst + r * ld + c) = *reinterpret_cast<const int4*>(stage + r * LDS + c);
+  }
+  __syncwarp();  // the stage may be reused by the warp's next store
+}
+
 // A warp's S^T slice (rows v = g, g+8 of its 16 columns; cols k = 8j + 2t, +1) from / to a
 // fp32 [K x V] state whose (0, first column) is at `base`; a null `src` reads zeros.
 template <int KT>

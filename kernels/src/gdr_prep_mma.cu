@@ -38,6 +38,9 @@ struct PrepMmaLayout {
     at = s.take(2 * kC * LDC);
     vec = s.take(4 * (3 * kC + 768));  // G, beta, beta e^G, the inverse's scratch
     total = s.off;
+    // L and the fp32 A (consecutive) stage the w and u stores, A alone the Aqk store
+    static_assert(2 * 4 * kC * LDF >= kPW * 16 * ((K > V ? K : V) / 2 + 8) * 2, "w/u staging fits in L and A");
+    static_assert(4 * kC * LDF >= kPW * 16 * (kC / 2 + 8) * 2, "Aqk staging fits in A");
   }
 };
 
@@ -138,7 +141,9 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
         }
         *reinterpret_cast<float2*>(Ls + i * LDF + col) = make_float2(lv[0], lv[1]);
       }
-    store_acc<T, CT8>(static_cast<T*>(p.Aqk) + cidx * kC * kC + r0 * kC + cc0, kC, qk);
+    // staged in the inverse's output tile, which is not written before barrier (2)
+    store_acc_staged<T, CT8>(static_cast<T*>(p.Aqk) + cidx * kC * kC + r0 * kC + cc0, kC, qk,
+                             reinterpret_cast<T*>(Af) + warp * 16 * (CW + 8));
   }
   if (p.kt != nullptr) store_decayed_kq(p, Ks, Qs, LDK, K, gS, cidx);  // only for the shared-memory scans
   __syncthreads();  // (2) L is visible
@@ -155,16 +160,17 @@ __global__ void __launch_bounds__(32 * kPW, K * V <= 64 * 64 ? 3 : 2) prep_mma(P
       else *reinterpret_cast<float2*>(p.A + a0 + i * kC + j) = a;
     }
   }
-  __syncthreads();  // (3) A (as T) is visible
+  __syncthreads();  // (3) A (as T) is visible; L and the fp32 A are dead: w and u are staged there
+  T* stage = reinterpret_cast<T*>(Ls) + warp * 16 * ((KW > VW ? KW : VW) + 8);
   {
     float w[KT8][4];
     a_scaled_b<T, KT8>(w, ATs, LDC, r0, Ks, LDK, kc0, bgS);  // w = A (beta e^G K)
-    store_acc<T, KT8>(static_cast<T*>(p.w) + cidx * kC * K + r0 * K + kc0, K, w);
+    store_acc_staged<T, KT8>(static_cast<T*>(p.w) + cidx * kC * K + r0 * K + kc0, K, w, stage);
   }
   {
     float u[VT8][4];
     a_scaled_b<T, VT8>(u, ATs, LDC, r0, Vs, LDV, vc0, bS);  // u = A (beta V)
-    store_acc<T, VT8>(static_cast<T*>(p.u) + cidx * kC * V + r0 * V + vc0, V, u);
+    store_acc_staged<T, VT8>(static_cast<T*>(p.u) + cidx * kC * V + r0 * V + vc0, V, u, stage);
   }
 }
 
