@@ -1,7 +1,8 @@
 // The sequential passes with warpgroup products (sm_90a wgmma) for 16-bit inputs.
 //
-// The equations are those of fwd_scan_mma (gdr_scan_mma.cu), with the same roundings: per chunk
-//   X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K.
+// The forward's equations are those of fwd_scan_mma (gdr_scan_mma.cu), with the same roundings:
+//   X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K
+// per chunk; the backward's are bwd_scan_mma's (see bwd_scan_wg below).
 // A warpgroup owns 64 columns of V and keeps S^T [64 v x K] as wgmma accumulators (warp w of
 // the group: rows 16w..16w+15, the layout of the mma.sync version), so each product of a chunk
 // is K/16 or C/16 instructions for the whole group instead of one mma.sync per 16 x 8 tile per
