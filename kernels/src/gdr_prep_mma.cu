@@ -4,13 +4,16 @@
 // One block of 8 warps per (batch, head, chunk), two blocks per SM (three at K = V = 64). Warp w owns rows
 // 16*(w/2) .. +15 and one column half (w % 2) of every [C x *] result: K K^T and Q K^T are
 // formed in registers, Aqk = tril(Q K^T * decay) goes from there to global memory and only L
-// (fp32, for the inverse) to shared memory; w = A (beta e^G K) and u = A (beta V) are stored
-// from their accumulators, with the row scalings applied to each B fragment in registers
+// (fp32, for the inverse) to shared memory; w = A (beta e^G K) and u = A (beta V) are formed
+// with the row scalings applied to each B fragment in registers
 // (mma::scale_b_rows) rather than by a pass over the shared K and V tiles. The inverse is the
 // shared fp32 one (invert_unit_lower). The roundings are gdr_prep.cu's: fp32 products, A and
 // the scaled K and V rounded to the input type. One rounded A serves both w and u: two copies
 // scaled by beta e^G and by beta (one rounding each, 16% faster) moved the seed map's dh0 error
 // from 9.0e-3 to 9.8e-3, past fla's, because u - w S then no longer shares A's rounding.
+// Aqk, w and u leave through a warp-private shared staging tile (store_acc_staged, in tiles dead
+// at that point) as 16-byte row chunks: 4-byte scatters from the accumulators throttled the
+// stores (0.279 against 0.222 ms at (8,2048,16,128)).
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
 #include "gdr.h"
