@@ -12,6 +12,8 @@ import argparse
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 
@@ -253,6 +255,24 @@ def run_bench(shapes, dev, use_fla, reps_f=20, reps_b=10):
     return rows
 
 
+def wgmma_layout_test():
+    """Compiles and runs scripts/gpu/wgmma_layout_test.cu (the wgmma descriptors and fragment
+    layouts against a host product); None when no nvcc is on PATH."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = os.path.join(here, "wgmma_layout_test.cu")
+    inc = os.path.join(here, "..", "..", "kernels", "include")
+    exe = os.path.join("/tmp", f"wgmma_layout_test_{os.getpid()}")
+    r = subprocess.run([nvcc, "-std=c++17", "-gencode=arch=compute_90a,code=sm_90a", "-I" + inc, src, "-o", exe],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return False, "compile failed: " + r.stderr[-500:]
+    r = subprocess.run([exe], capture_output=True, text=True)
+    return r.returncode == 0, r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-500:]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default=".bundle/kernels/libengram_kernels.so")
@@ -318,6 +338,13 @@ def main():
     knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP",
              "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG")
     allok = True
+    if not args.bench_only:
+        lt = wgmma_layout_test()
+        if lt is None:
+            print("wgmma layout test: skipped (no nvcc on PATH)", flush=True)
+        else:
+            print("wgmma layout test:", "PASS" if lt[0] else "FAIL", lt[1], flush=True)
+            allok &= lt[0]
     for env, case in cases:
         B, T, H, K, V, dt, gs, wh = case
         for n in knobs:
