@@ -15,6 +15,7 @@
 // O^T, X^T and S^T come out with v as rows; they are stored as O, X and h (rows c or k) in
 // 4-byte pairs after one shuffle with the neighbouring row.
 #include <c10/util/Exception.h>
+#include <cudaTypedefs.h>
 #include <algorithm>
 #include <cstdlib>
 #include <type_traits>
@@ -23,7 +24,6 @@
 #include "gdr_mma.cuh"
 #include "gdr_tma.cuh"
 #include "gdr_wgmma.cuh"
-#include <cudaTypedefs.h>
 
 namespace engram {
 namespace gdr {
