@@ -73,11 +73,26 @@ fn newest_in(dir: &Path) -> SystemTime {
     newest
 }
 
+/// The wgmma wrappers are generated (scripts/gen/wgmma_asm.py): a hand edit of the output or a
+/// generator change without regenerating would compile silently into different kernels.
+fn check_generated() -> Result<(), String> {
+    const GEN: &str = "scripts/gen/wgmma_asm.py";
+    const OUT: &str = "kernels/include/gdr_wgmma_asm.inc";
+    let want = crate::env::capture(Command::new(crate::env::venv_python()).arg(root().join(GEN)))?;
+    let have = fs::read_to_string(root().join(OUT)).map_err(|e| format!("cannot read {OUT}: {e}"))?;
+    if want == have {
+        Ok(())
+    } else {
+        Err(format!("{OUT} is not what {GEN} generates; run: python3 {GEN} > {OUT}"))
+    }
+}
+
 fn build(force: bool) -> Result<(), String> {
     let srcs = sources();
     if srcs.is_empty() {
         return Err("no sources in kernels/src".into());
     }
+    check_generated()?;
     let out = output_path();
     let up_to_date = fs::metadata(&out).and_then(|m| m.modified()).is_ok_and(|t| t >= newest_input());
     if up_to_date && !force {
