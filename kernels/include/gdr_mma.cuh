@@ -262,6 +262,25 @@ __device__ __forceinline__ void store_acc(T* dst, int64_t ld, float (*acc)[4], f
   }
 }
 
+// A fragments of X^T [16 v x C] with its columns (chunk rows c) scaled by e^{gl - G_c}: the
+// forward scans' state-update operand (X^T e^{G_last - G}), from X's 2 CS n8 tiles and the
+// chunk's cumulative log decay gS (the decay applied in fp32, then one rounding to T).
+template <class T, int CS>
+__device__ __forceinline__ void decayed_x_to_a(uint32_t (*a)[4], const float (*X)[4], const float* gS, float gl) {
+  const int t = threadIdx.x & 3;
+#pragma unroll
+  for (int s = 0; s < CS; ++s) {
+    float x0[4], x1[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int c0 = 16 * s + 2 * t + (e & 1);
+      x0[e] = X[2 * s][e] * __expf(gl - gS[c0]);
+      x1[e] = X[2 * s + 1][e] * __expf(gl - gS[c0 + 8]);
+    }
+    acc_to_a<T>(a[s], x0, x1);
+  }
+}
+
 // As store_acc (alpha 1, all 16 rows), through a warp-private shared staging tile of
 // 16 x (8 NT8 + 8) T: the accumulator goes to shared memory in 4-byte pairs (conflict-free with
 // the 16-byte row padding) and leaves in 16-byte row chunks, so global memory sees a quarter of

@@ -201,17 +201,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
         }
 
     // S^T <- Gam S^T + (X^T e^{G_last - G}) K: the decay scales X's columns in fp32
-#pragma unroll
-    for (int s = 0; s < CS; ++s) {
-      float x0[4], x1[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c0 = 16 * s + 2 * t + (e & 1);
-        x0[e] = X[2 * s][e] * __expf(gl - gS[c0]);
-        x1[e] = X[2 * s + 1][e] * __expf(gl - gS[c0 + 8]);
-      }
-      acc_to_a<T>(XA[s], x0, x1);
-    }
+    decayed_x_to_a<T, CS>(XA, X, gS, gl);
 #pragma unroll
     for (int j = 0; j < KT; ++j)
 #pragma unroll

@@ -162,17 +162,8 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
     }
     uint32_t XA[CS][4], XD[CS][4];  // X^T, and X^T e^{G_last - G} for the state update
 #pragma unroll
-    for (int s = 0; s < CS; ++s) {
-      acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
-      float x0[4], x1[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c0 = 16 * s + 2 * t + (e & 1);
-        x0[e] = X[2 * s][e] * __expf(gl - gS[c0]);
-        x1[e] = X[2 * s + 1][e] * __expf(gl - gS[c0 + 8]);
-      }
-      acc_to_a<T>(XD[s], x0, x1);
-    }
+    for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+    mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
     wg::wait<0>();
     wg::pin<KS * 4>(&SA[0][0]);
     wg::pin<CT * 4>(&O[0][0]);
