@@ -86,41 +86,67 @@ __device__ __forceinline__ void fetch_wg(const Maps& m, unsigned char* buf, uint
   tma::load<2>(buf + L::g, &m.g, {0, (int)cidx}, bar);
 }
 
+// Where a scan block works, and its ring of ST chunk buffers in shared memory. The n-th chunk the
+// block processes is chunk n (forward) or NT - 1 - n (backward); it lives in buffer n % ST, is
+// requested ST - 1 chunks ahead, and its barrier completes phase n / ST when its bytes have
+// landed. The constructor initialises the barriers (block-wide: it synchronises).
+template <int K, int NWG, int ST, bool BWD>
+struct WgRing {
+  using L = WgLayout<K, NWG>;
+  unsigned char* smem;  // the buffers, 1024-aligned: the swizzle is a function of address bits
+  uint64_t* bars;
+  int64_t bh;    // (batch, head)
+  int v0;        // the block's first column of V
+  int hh, b, NT;
+  __device__ WgRing(const Params& p, unsigned char* raw)
+      : smem(raw + ((1024 - (tma::smem_addr(raw) & 1023)) & 1023)), bars(reinterpret_cast<uint64_t*>(smem + ST * L::buf)) {
+    const int nvb = p.V / (64 * NWG);
+    bh = blockIdx.x / nvb;
+    v0 = (int)(blockIdx.x % nvb) * 64 * NWG;
+    hh = (int)(bh % p.H);
+    b = (int)(bh / p.H);
+    NT = p.NT;
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int i = 0; i < ST; ++i) tma::bar_init(&bars[i], 1);
+      tma::fence_bar_init();
+    }
+    __syncthreads();
+  }
+  __device__ int chunk(int n) const { return BWD ? NT - 1 - n : n; }
+  // Thread 0 requests the n-th chunk, if there is one; its buffer must be free (every warp past
+  // the chunk that used it before).
+  __device__ void request(const Maps& m, int n) const {
+    if (threadIdx.x == 0 && n < NT)
+      fetch_wg<K, NWG, BWD>(m, smem + (n % ST) * L::buf, &bars[n % ST], bh * NT + chunk(n), b, hh, v0, chunk(n));
+  }
+  // Waits for the n-th chunk and returns its buffer.
+  __device__ const unsigned char* wait(int n) const {
+    tma::wait(&bars[n % ST], (n / ST) & 1);
+    return smem + (n % ST) * L::buf;
+  }
+};
+
 template <class T, int K, int NWG, int ST>
 __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_constant__ Maps m) {
   using L = WgLayout<K, NWG>;
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  // the swizzle is a function of address bits: tiles must sit on 1024-byte boundaries
-  unsigned char* smem = smem_raw + ((1024 - (tma::smem_addr(smem_raw) & 1023)) & 1023);
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + ST * L::buf);
+  const WgRing<K, NWG, ST, false> ring(p, smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int nvb = p.V / (64 * NWG);
-  const int64_t bh = blockIdx.x / nvb;
-  const int v0 = (int)(blockIdx.x % nvb) * 64 * NWG;
   const int vw = 16 * warp;  // the warp's first column inside the block's 64 NWG
-  const int hh = (int)(bh % p.H), b = (int)(bh / p.H);
+  const int64_t bh = ring.bh;
+  const int v0 = ring.v0, hh = ring.hh, b = ring.b;
   const int V = p.V, H = p.H, NT = p.NT;
 
   float S[KT][4];
   const int64_t st0 = bh * K * V + v0 + vw;
   mma::load_state<KT>(S, p.h0, st0, V);
-  if (threadIdx.x == 0) {
 #pragma unroll
-    for (int i = 0; i < ST; ++i) tma::bar_init(&bars[i], 1);
-    tma::fence_bar_init();
-  }
-  __syncthreads();
-  // ST-stage ring: chunk n lives in buffer n % ST, requested ST - 1 chunks ahead; its barrier
-  // completes phase n / ST when the bytes have landed
-  if (threadIdx.x == 0)
-#pragma unroll
-    for (int n = 0; n < ST - 1; ++n)
-      if (n < NT) fetch_wg<K, NWG, false>(m, smem + n * L::buf, &bars[n], bh * NT + n, b, hh, v0, n);
+  for (int n = 0; n < ST - 1; ++n) ring.request(m, n);
   for (int c = 0; c < NT; ++c) {
     __syncthreads();  // every warp is done with chunk c - 1, whose buffer the next request reuses
-    tma::wait(&bars[c % ST], (c / ST) & 1);
-    const unsigned char* cur = smem + (c % ST) * L::buf;
+    const unsigned char* cur = ring.wait(c);
     const float* gS = reinterpret_cast<const float*>(cur + L::g);
     const float gl = gS[kC - 1], Gam = __expf(gl);
     const int64_t cidx = bh * NT + c;
@@ -145,11 +171,7 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
 #pragma unroll
     for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(cur + L::q, kC, s), s);
     wg::commit();
-    // the next request goes out while the tensor cores work (its buffer was freed by the barrier)
-    if (threadIdx.x == 0 && c + ST - 1 < NT) {
-      const int n = c + ST - 1;
-      fetch_wg<K, NWG, false>(m, smem + (n % ST) * L::buf, &bars[n % ST], bh * NT + n, b, hh, v0, n);
-    }
+    ring.request(m, c + ST - 1);  // goes out while the tensor cores work (the barrier freed its buffer)
     wg::wait<1>();
     wg::pin<CT * 4>(&X[0][0]);
 #pragma unroll
@@ -213,35 +235,22 @@ __global__ void __launch_bounds__(128 * NWG) bwd_scan_wg(Params p, const __grid_
   using L = WgLayout<K, NWG>;
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem = smem_raw + ((1024 - (tma::smem_addr(smem_raw) & 1023)) & 1023);
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + ST * L::buf);
+  const WgRing<K, NWG, ST, true> ring(p, smem_raw);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, l8 = lane >> 3;
-  const int nvb = p.V / (64 * NWG);
-  const int64_t bh = blockIdx.x / nvb;
-  const int v0 = (int)(blockIdx.x % nvb) * 64 * NWG;
   const int vw = 16 * warp;
-  const int hh = (int)(bh % p.H), b = (int)(bh / p.H);
+  const int64_t bh = ring.bh;
+  const int v0 = ring.v0;
   const int V = p.V, NT = p.NT;
 
   float D[KT][4];  // dS^T
   const int64_t st0 = bh * K * V + v0 + vw;
   mma::load_state<KT>(D, p.dht, st0, V);
-  if (threadIdx.x == 0) {
 #pragma unroll
-    for (int i = 0; i < ST; ++i) tma::bar_init(&bars[i], 1);
-    tma::fence_bar_init();
-  }
-  __syncthreads();
-  // as the forward, in reverse: the n-th chunk processed (c = NT - 1 - n) lives in buffer n % ST
-  if (threadIdx.x == 0)
-#pragma unroll
-    for (int n = 0; n < ST - 1; ++n)
-      if (n < NT) fetch_wg<K, NWG, true>(m, smem + n * L::buf, &bars[n], bh * NT + NT - 1 - n, b, hh, v0, NT - 1 - n);
+  for (int n = 0; n < ST - 1; ++n) ring.request(m, n);
   for (int n = 0; n < NT; ++n) {
-    const int c = NT - 1 - n;
+    const int c = ring.chunk(n);
     __syncthreads();
-    tma::wait(&bars[n % ST], (n / ST) & 1);
-    const unsigned char* cur = smem + (n % ST) * L::buf;
+    const unsigned char* cur = ring.wait(n);
     const float* gS = reinterpret_cast<const float*>(cur + L::g);
     const float gl = gS[kC - 1], Gam = __expf(gl);
     const int64_t cidx = bh * NT + c;
@@ -266,10 +275,7 @@ __global__ void __launch_bounds__(128 * NWG) bwd_scan_wg(Params p, const __grid_
 #pragma unroll
     for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&P[0][0], DL[s], wg::desc_kmajor(cur + L::k, kC, s), 1);
     wg::commit();
-    if (threadIdx.x == 0 && n + ST - 1 < NT) {
-      const int nn = n + ST - 1;
-      fetch_wg<K, NWG, true>(m, smem + (nn % ST) * L::buf, &bars[nn % ST], bh * NT + NT - 1 - nn, b, hh, v0, NT - 1 - nn);
-    }
+    ring.request(m, n + ST - 1);
     // scale dO^T e^G, rounded to T, into new registers (the products in flight read OA):
     // dO^T's A fragment columns are chunk rows
     uint32_t OS[CS][4];
