@@ -390,11 +390,13 @@ bool launch_kv(const Params& p, cudaStream_t s) {
   if (p.K == 128 && p.V == 128) return Launch<T, 128, 128>::run(p, s), true;
   return false;
 }
-// Whether the environment variable `knob` asks for a stage's shared-memory kernel ("smem").
-inline bool knob_says_smem(const char* knob) {
+// Whether the environment variable `knob` is set to `value`.
+inline bool knob_is(const char* knob, const char* value) {
   const char* e = std::getenv(knob);
-  return e != nullptr && std::strcmp(e, "smem") == 0;
+  return e != nullptr && std::strcmp(e, value) == 0;
 }
+// Whether the environment variable `knob` asks for a stage's shared-memory kernel ("smem").
+inline bool knob_says_smem(const char* knob) { return knob_is(knob, "smem"); }
 // Whether a register-resident per-chunk stage runs: 16-bit inputs, K and V in {64, 128}, and
 // its knob not "smem".
 inline bool mma_stage_applies(DType dt, const Params& p, const char* knob) {

@@ -446,8 +446,7 @@ void dispatch(const Params& p, cudaStream_t s, bool bwd) {
 bool scan_wg_applies(DType dt, const Params& p) {
   if (dt == kF32 || (p.K != 64 && p.K != 128) || p.V % 64 != 0) return false;
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) != 9) return false;  // wgmma is sm_90a only
-  const char* e = std::getenv("ENGRAM_GDR_SCAN");
-  return e == nullptr || (std::strcmp(e, "smem") != 0 && std::strcmp(e, "mma") != 0);
+  return !knob_says_smem("ENGRAM_GDR_SCAN") && !knob_is("ENGRAM_GDR_SCAN", "mma");
 }
 
 bool launch_scan_wg(DType dt, const Params& p, cudaStream_t s, bool bwd) {
