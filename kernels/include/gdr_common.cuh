@@ -297,21 +297,15 @@ __device__ __forceinline__ void store_decayed_kq(const Params& p, const T* kS, c
   }
 }
 
-// A = (I + L)^-1 for a strictly lower-triangular C x C fp32 matrix L, both in shared memory
-// with leading dimension ld (a multiple of 4, 16-byte aligned rows), in fp32: the four 16x16
-// diagonal blocks by forward substitution (one thread per column), then the block diagonals
-// below by A_ij = -A_ii sum_{k=j}^{i-1} L_ik A_kj at distance 1, 2, 3. Blocks above the diagonal
-// are zeroed. Each thread of the block stages makes one row and four columns (a float4 of A or
-// T per term and one scalar of L shared by the four), so shared-memory loads are 2 per 4 FMA
-// instead of 2 per FMA; the sums run in the same order as one output per thread would, so the
-// result is bitwise the same. tri: 768 floats of scratch. Every thread of the block must call
-// it (it synchronises; it ends with a barrier); blockDim.x >= 64.
-__device__ __forceinline__ void invert_unit_lower(const float* L, float* A, int ld, float* tri) {
-  const int tid = threadIdx.x, nt = blockDim.x;
+// The first step of invert_unit_lower_by: the blocks above the diagonal zeroed and the four
+// 16 x 16 diagonal blocks of A by forward substitution (threads 0..63, one column each); no
+// barrier.
+template <class AIdx>
+__device__ __forceinline__ void invert_diagonal_blocks(const float* L, int ldl, float* A, AIdx ai, int tid, int nt) {
   for (int e = tid; e < 6 * 64; e += nt) {  // the 6 blocks above the diagonal, 64 float4 each
     const int blk = e >> 6, r = (e >> 2) & 15, q = e & 3;
     const int bi = blk < 3 ? 0 : blk < 5 ? 1 : 2, bj = blk < 3 ? blk + 1 : blk < 5 ? blk - 1 : 3;
-    *reinterpret_cast<float4*>(A + (16 * bi + r) * ld + 16 * bj + 4 * q) = make_float4(0.f, 0.f, 0.f, 0.f);
+    *reinterpret_cast<float4*>(A + ai(16 * bi + r, 16 * bj + 4 * q)) = make_float4(0.f, 0.f, 0.f, 0.f);
   }
   if (tid < kC) {
     const int base = (tid >> 4) * 16, col = tid & 15;
@@ -320,39 +314,66 @@ __device__ __forceinline__ void invert_unit_lower(const float* L, float* A, int 
     for (int r = 0; r < 16; ++r) {
       float a = r == col ? 1.f : 0.f;
 #pragma unroll
-      for (int m = 0; m < r; ++m) a -= L[(base + r) * ld + base + m] * colv[m];
+      for (int m = 0; m < r; ++m) a -= L[(base + r) * ldl + base + m] * colv[m];
       colv[r] = r < col ? 0.f : a;
     }
 #pragma unroll
-    for (int r = 0; r < 16; ++r) A[(base + r) * ld + base + col] = colv[r];
+    for (int r = 0; r < 16; ++r) A[ai(base + r, base + col)] = colv[r];
   }
-  __syncthreads();
-  auto fma4 = [](float4& s, float x, const float4& y) {
-    s.x = fmaf(x, y.x, s.x);
-    s.y = fmaf(x, y.y, s.y);
-    s.z = fmaf(x, y.z, s.z);
-    s.w = fmaf(x, y.w, s.w);
-  };
+}
+// s += x * y for a float4 y (one scalar of L or A against a row quad).
+__device__ __forceinline__ void fma4(float4& s, float x, const float4& y) {
+  s.x = fmaf(x, y.x, s.x);
+  s.y = fmaf(x, y.y, s.y);
+  s.z = fmaf(x, y.z, s.z);
+  s.w = fmaf(x, y.w, s.w);
+}
+// A = (I + L)^-1 for a strictly lower-triangular C x C fp32 matrix L, both in shared memory:
+// L with leading dimension ldl, A's element (i, j) at A[ai(i, j)], where ai keeps 4-aligned
+// column quads contiguous and 16-byte aligned (row-major with a padded stride, or such a layout
+// with the quads of a row permuted), in fp32: the four 16x16 diagonal blocks by forward
+// substitution (one thread per column), then the block diagonals below by
+// A_ij = -A_ii sum_{k=j}^{i-1} L_ik A_kj at distance 1, 2, 3. Blocks above the diagonal are
+// zeroed. Each thread of the stages makes one row and four columns (a float4 of A or T per term
+// and one scalar of L shared by the four), so shared-memory loads are 2 per 4 FMA instead of 2
+// per FMA; the sums run in the same order as one output per thread would, so the result is
+// bitwise the same. tri: 768 floats of scratch. Threads tid = 0 .. nt-1 (nt >= 64) take part;
+// sync() is their barrier, and the last step is one.
+template <class AIdx, class Sync>
+__device__ __forceinline__ void invert_unit_lower_by(const float* L, int ldl, float* A, AIdx ai, float* tri, int tid,
+                                                     int nt, Sync sync) {
+  invert_diagonal_blocks(L, ldl, A, ai, tid, nt);
+  sync();
   for (int d = 1; d < 4; ++d) {
     const int items = (4 - d) * 64;  // block pairs x 16 rows x 4 column quads
     for (int e = tid; e < items; e += nt) {  // T_ij = sum_k L_ik A_kj
       const int pr = e >> 6, r = (e >> 2) & 15, c = (e & 3) * 4, bj = pr, bi = pr + d;
-      const float* Lr = L + (16 * bi + r) * ld;
+      const float* Lr = L + (16 * bi + r) * ldl;
       float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-      for (int m = 16 * bj; m < 16 * bi; ++m) fma4(s, Lr[m], *reinterpret_cast<const float4*>(A + m * ld + 16 * bj + c));
+      for (int kb = bj; kb < bi; ++kb)  // unrolled by block: the loads of 16 terms go out together
+#pragma unroll
+        for (int mm = 0; mm < 16; ++mm) {
+          const int m = 16 * kb + mm;
+          fma4(s, Lr[m], *reinterpret_cast<const float4*>(A + ai(m, 16 * bj + c)));
+        }
       *reinterpret_cast<float4*>(tri + (pr << 8) + (r << 4) + c) = s;
     }
-    __syncthreads();
+    sync();
     for (int e = tid; e < items; e += nt) {  // A_ij = -A_ii T_ij
       const int pr = e >> 6, r = (e >> 2) & 15, c = (e & 3) * 4, bj = pr, bi = pr + d;
-      const float* Ar = A + (16 * bi + r) * ld + 16 * bi;
       float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-      for (int m = 0; m < 16; ++m) fma4(s, Ar[m], *reinterpret_cast<const float4*>(tri + (pr << 8) + (m << 4) + c));
-      *reinterpret_cast<float4*>(A + (16 * bi + r) * ld + 16 * bj + c) = make_float4(-s.x, -s.y, -s.z, -s.w);
+      for (int m = 0; m < 16; ++m)
+        fma4(s, A[ai(16 * bi + r, 16 * bi + m)], *reinterpret_cast<const float4*>(tri + (pr << 8) + (m << 4) + c));
+      *reinterpret_cast<float4*>(A + ai(16 * bi + r, 16 * bj + c)) = make_float4(-s.x, -s.y, -s.z, -s.w);
     }
-    __syncthreads();
+    sync();
   }
+}
+// The block-wide form: L and A row-major with leading dimension ld; every thread calls it.
+__device__ __forceinline__ void invert_unit_lower(const float* L, float* A, int ld, float* tri) {
+  invert_unit_lower_by(L, ld, A, [ld](int i, int j) { return i * ld + j; }, tri, (int)threadIdx.x, (int)blockDim.x,
+                       [] { __syncthreads(); });
 }
 
 // ---- host side, shared by every launcher ----

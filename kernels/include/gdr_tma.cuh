@@ -4,8 +4,15 @@
 // Compared with per-thread cp.async this takes the copies off the warps' instruction streams:
 // in the wgmma forward scan ~60% of the stall samples sat on the copies' address arithmetic.
 #pragma once
+#include <c10/cuda/CUDAException.h>
+#include <c10/util/Exception.h>
 #include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
 #include <cstdint>
+#include <type_traits>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 namespace engram {
 namespace gdr {
@@ -61,6 +68,52 @@ __device__ __forceinline__ void load<5>(void* dst, const CUtensorMap* map, const
       : "memory");
 }
 
+// One arrival (no bytes announced).
+__device__ __forceinline__ void arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+
+// ---- host side: the tensor maps ----
+// cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda).
+inline PFN_cuTensorMapEncodeTiled_v12000 encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    C10_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+    TORCH_CHECK(f != nullptr && q == cudaDriverEntryPointSuccess, "gdr: the CUDA driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A tiled map over `rank` dims (innermost first; strides in bytes of dims 1..rank-1), box `box`,
+// 128-byte swizzled or plain.
+inline void encode(CUtensorMap* m, CUtensorMapDataType dt, int rank, const void* base, const uint64_t* dims,
+            const uint64_t* strides, const uint32_t* box, bool swizzle) {
+  const uint32_t ones[5] = {1, 1, 1, 1, 1};
+  const CUresult r = encoder()(m, dt, (cuuint32_t)rank, const_cast<void*>(base), dims, strides, box, ones,
+                               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  TORCH_CHECK(r == CUDA_SUCCESS, "gdr: cuTensorMapEncodeTiled failed with CUresult ", (int)r);
+}
+
+
+// A user tensor [B, T, H, D] (16-bit, D a multiple of 64) as the 5-D map (64 columns, T rows, D/64
+// slabs of 64 columns, H, B) with box (64, 64 rows, `slabs`, 1, 1): one request writes `slabs`
+// 64-column slabs of a 64-row chunk, 128-byte swizzled, and rows past T arrive as zeros. The
+// slabs' stride (128 bytes) is below the rows'.
+inline void encode_user(CUtensorMap* m, CUtensorMapDataType dt, const void* base, int B, int T, int H, int D,
+                        int slabs) {
+  const uint64_t d = D, h = H, t = T;
+  const uint64_t dims[5] = {64, t, d / 64, h, (uint64_t)B}, strides[4] = {2 * d * h, 128, 2 * d, 2 * d * h * t};
+  const uint32_t box[5] = {64, 64, (uint32_t)slabs, 1, 1};
+  encode(m, dt, 5, base, dims, strides, box, true);
+}
+template <class T>
+CUtensorMapDataType data_type() {
+  return std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+}
 }  // namespace tma
 }  // namespace gdr
 }  // namespace engram

@@ -107,6 +107,14 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   Forward r;
   r.o = at::empty({s.B, s.T, s.H, s.V}, tt);
   r.ht = at::empty({s.B, s.H, s.K, s.V}, f32);
+  cudaStream_t st = at::cuda::getCurrentCUDAStream();
+  Params p = base_params(s, scale);
+  p.q = q.data_ptr(); p.k = k.data_ptr(); p.v = v.data_ptr();
+  p.g = g.data_ptr<float>(); p.beta = beta.data_ptr<float>();
+  p.h0 = h0.defined() ? h0.data_ptr<float>() : nullptr;
+  p.o = r.o.data_ptr(); p.ht = r.ht.data_ptr<float>();
+  p.save = save;
+  if (launch_fwd_fused(dt, p, st)) return r;  // nothing to save: w, u and Aqk stay on chip
   r.gc = at::empty({s.B, s.H, s.NT, kChunk}, f32);
   r.Aqk = at::empty({s.B, s.H, s.NT, kChunk, kChunk}, tt);
   r.w = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
@@ -115,11 +123,6 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     r.h = at::empty({s.B, s.H, s.NT, s.K, s.V}, tt);
     r.X = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
   }
-  Params p = base_params(s, scale);
-  p.q = q.data_ptr(); p.k = k.data_ptr(); p.v = v.data_ptr();
-  p.g = g.data_ptr<float>(); p.beta = beta.data_ptr<float>();
-  p.h0 = h0.defined() ? h0.data_ptr<float>() : nullptr;
-  p.o = r.o.data_ptr(); p.ht = r.ht.data_ptr<float>();
   p.gc = r.gc.data_ptr<float>(); p.Aqk = r.Aqk.data_ptr();
   if (save) {  // only the backward reads A
     const bool a16 = chunk_mma_applies(dt, p);
@@ -133,9 +136,7 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     r.qg = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
     p.kt = r.kt.data_ptr(); p.qg = r.qg.data_ptr();
   }
-  p.save = save;
   if (save) { p.h = r.h.data_ptr(); p.X = r.X.data_ptr(); }
-  cudaStream_t st = at::cuda::getCurrentCUDAStream();
   launch_prep(dt, p, st);
   launch_fwd_scan(dt, p, st);
   return r;

@@ -1,8 +1,7 @@
 // The sequential passes with warpgroup products (sm_90a wgmma) for 16-bit inputs.
 //
-// The forward's equations are those of fwd_scan_mma (gdr_scan_mma.cu), with the same roundings:
-//   X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K
-// per chunk; the backward's are bwd_scan_mma's (see bwd_scan_wg below).
+// The forward's chunk step (fwd_chunk_wg, gdr_scan_wg.cuh, shared with the fused forward) has
+// fwd_scan_mma's equations and roundings; the backward's are bwd_scan_mma's (bwd_scan_wg below).
 // A warpgroup owns 64 columns of V and keeps S^T [64 v x K] as wgmma accumulators (warp w of
 // the group: rows 16w..16w+15, the layout of the mma.sync version), so each product of a chunk
 // is K/16 or C/16 instructions for the whole group instead of one mma.sync per 16 x 8 tile per
@@ -12,8 +11,6 @@
 // requested by one thread and counted by one mbarrier per buffer: the warps spend no
 // instructions on copies, and every request is a 128-byte row segment (16-byte pieces, whether
 // per-thread cp.async or narrow TMA boxes, left the scan waiting on its loads).
-// O^T, X^T and S^T come out with v as rows; they are stored as O, X and h (rows c or k) in
-// 4-byte pairs after one shuffle with the neighbouring row.
 #include <c10/util/Exception.h>
 #include <cudaTypedefs.h>
 #include <algorithm>
@@ -22,6 +19,7 @@
 #include "gdr.h"
 #include "gdr_common.cuh"
 #include "gdr_mma.cuh"
+#include "gdr_scan_wg.cuh"
 #include "gdr_tma.cuh"
 #include "gdr_wgmma.cuh"
 
@@ -48,25 +46,6 @@ struct WgLayout {
 struct Maps {
   CUtensorMap q, k, w, a, e, g;  // e: u (forward) or dO (backward)
 };
-
-// Stores alpha * acc^T (acc: rows v = g, g+8 of this warp's 16 columns, NT8 tiles of 8 columns
-// n) as T into dst[n * ld + v] for n < valid. Neighbouring rows v, v+1 sit in lanes 4 apart: one
-// shuffle gives the even lane (v, v+1) of column n and the odd lane (v-1, v) of column n+1, so
-// every store is 4 bytes.
-template <class T, int NT8>
-__device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* acc, float alpha, int valid) {
-  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
-  const bool even = (g & 1) == 0;
-#pragma unroll
-  for (int j = 0; j < NT8; ++j)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float a0 = alpha * acc[4 * j + 2 * h], a1 = alpha * acc[4 * j + 2 * h + 1];
-      const float r = __shfl_xor_sync(0xffffffffu, even ? a1 : a0, 4);
-      const int n = 8 * j + 2 * t + (even ? 0 : 1), v = (g & ~1) + 8 * h;
-      if (n < valid) *reinterpret_cast<uint32_t*>(dst + (int64_t)n * ld + v) = even ? pack<T>(a0, r) : pack<T>(r, a1);
-    }
-}
 
 // One thread requests chunk c's six tiles into `buf` and announces their bytes on `bar`.
 template <int K, int NWG, bool BWD>
@@ -130,97 +109,24 @@ struct WgRing {
 template <class T, int K, int NWG, int ST>
 __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_constant__ Maps m) {
   using L = WgLayout<K, NWG>;
-  constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WgRing<K, NWG, ST, false> ring(p, smem_raw);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int vw = 16 * warp;  // the warp's first column inside the block's 64 NWG
-  const int64_t bh = ring.bh;
-  const int v0 = ring.v0, hh = ring.hh, b = ring.b;
-  const int V = p.V, H = p.H, NT = p.NT;
-
-  float S[KT][4];
-  const int64_t st0 = bh * K * V + v0 + vw;
-  mma::load_state<KT>(S, p.h0, st0, V);
+  const int vw = 16 * (threadIdx.x >> 5);  // the warp's first column inside the block's 64 NWG
+  float S[K / 8][4];
+  const int64_t st0 = ring.bh * K * p.V + ring.v0 + vw;
+  mma::load_state<K / 8>(S, p.h0, st0, p.V);
 #pragma unroll
   for (int n = 0; n < ST - 1; ++n) ring.request(m, n);
-  for (int c = 0; c < NT; ++c) {
+  for (int c = 0; c < p.NT; ++c) {
     __syncthreads();  // every warp is done with chunk c - 1, whose buffer the next request reuses
     const unsigned char* cur = ring.wait(c);
-    const float* gS = reinterpret_cast<const float*>(cur + L::g);
-    const float gl = gS[kC - 1], Gam = __expf(gl);
-    const int64_t cidx = bh * NT + c;
-    const int t0 = c * kC, Lc = min(kC, p.T - t0);
-    // u's element (row r, block column v)
-    auto u_at = [&](int r, int v) {
-      return to_f(*reinterpret_cast<const T*>(cur + L::e + wg::sw128_offset(r, v, kC)));
-    };
-
-    uint32_t SA[KS][4];
-#pragma unroll
-    for (int s = 0; s < KS; ++s) acc_to_a<T>(SA[s], S[2 * s], S[2 * s + 1]);
-    // before the products: ptxas waits for every product in flight before a use of registers a
-    // product wrote, and it does not see that S's last product has been waited for
-    if (p.save) store_pairs_t<T, KT>(static_cast<T*>(p.h) + cidx * K * V + v0 + vw, V, &S[0][0], 1.f, K);
-    float X[CT][4], O[CT][4];
-    wg::pin<KS * 4>(&SA[0][0]);
-    wg::fence();
-#pragma unroll
-    for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], wg::desc_kmajor(cur + L::w, kC, s), s);
-    wg::commit();
-#pragma unroll
-    for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(cur + L::q, kC, s), s);
-    wg::commit();
-    ring.request(m, c + ST - 1);  // goes out while the tensor cores work (the barrier freed its buffer)
-    wg::wait<1>();
-    wg::pin<CT * 4>(&X[0][0]);
-#pragma unroll
-    for (int j = 0; j < CT; ++j) {
-      const int r = 8 * j + 2 * t, col = vw + g;
-      X[j][0] = u_at(r, col) - X[j][0];
-      X[j][1] = u_at(r + 1, col) - X[j][1];
-      X[j][2] = u_at(r, col + 8) - X[j][2];
-      X[j][3] = u_at(r + 1, col + 8) - X[j][3];
-    }
-    uint32_t XA[CS][4], XD[CS][4];  // X^T, and X^T e^{G_last - G} for the state update
-#pragma unroll
-    for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
-    mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
-    wg::wait<0>();
-    wg::pin<KS * 4>(&SA[0][0]);
-    wg::pin<CT * 4>(&O[0][0]);
-    // O^T columns are chunk rows: e^G scales them before Aqk X joins
-#pragma unroll
-    for (int j = 0; j < CT; ++j) {
-      const float e0 = __expf(gS[8 * j + 2 * t]), e1 = __expf(gS[8 * j + 2 * t + 1]);
-      O[j][0] *= e0, O[j][1] *= e1, O[j][2] *= e0, O[j][3] *= e1;
-    }
-#pragma unroll
-    for (int j = 0; j < KT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) S[j][e] *= Gam;
-    wg::pin<KT * 4>(&S[0][0]);
-    wg::pin<CT * 4>(&O[0][0]);
-    wg::pin<CS * 4>(&XA[0][0]);
-    wg::pin<CS * 4>(&XD[0][0]);
-    wg::fence();
-#pragma unroll
-    for (int s = 0; s < CS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], XA[s], wg::desc_kmajor(cur + L::a, kC, s), 1);
-    wg::commit();
-#pragma unroll
-    for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&S[0][0], XD[s], wg::desc_mnmajor(cur + L::k, kC, s), 1);
-    wg::commit();
-    if (p.save) store_pairs_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, &X[0][0], 1.f, kC);
-    wg::wait<1>();
-    wg::pin<CT * 4>(&O[0][0]);
-    store_pairs_t<T, CT>(static_cast<T*>(p.o) + (((int64_t)b * p.T + t0) * H + hh) * V + v0 + vw, (int64_t)H * V, &O[0][0],
-                         p.scale, Lc);
-    wg::wait<0>();
-    wg::pin<KT * 4>(&S[0][0]);
-    wg::pin<CS * 4>(&XA[0][0]);
-    wg::pin<CS * 4>(&XD[0][0]);
+    const FwdChunkTiles tl{cur + L::q, cur + L::k, cur + L::w, cur + L::a, cur + L::e,
+                           reinterpret_cast<const float*>(cur + L::g)};
+    // the next request goes out while the tensor cores work (the barrier freed its buffer)
+    fwd_chunk_wg<T, K>(S, tl, p, p.save, ring.bh * p.NT + c, ring.b, ring.hh, ring.v0, vw, c * kC,
+                       [&] { ring.request(m, c + ST - 1); });
   }
-  mma::store_state<KT>(p.ht, S, st0, V);
+  mma::store_state<K / 8>(p.ht, S, st0, p.V);
 }
 
 // The backward pass (the equations of bwd_scan_mma), a warpgroup per 64 columns of V with dS^T
@@ -352,61 +258,31 @@ int pick_groups(const Params& p) {
   return n;
 }
 
-// cuTensorMapEncodeTiled from the driver, found through the runtime (no link against libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    C10_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
-    TORCH_CHECK(f != nullptr && q == cudaDriverEntryPointSuccess, "gdr: the CUDA driver has no cuTensorMapEncodeTiled");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
-
-// A tiled map over `rank` dims (innermost first; strides in bytes of dims 1..rank-1), box `box`,
-// 128-byte swizzled or plain.
-void encode(CUtensorMap* m, CUtensorMapDataType dt, int rank, const void* base, const uint64_t* dims,
-            const uint64_t* strides, const uint32_t* box, bool swizzle) {
-  const uint32_t ones[5] = {1, 1, 1, 1, 1};
-  const CUresult r = encoder()(m, dt, (cuuint32_t)rank, const_cast<void*>(base), dims, strides, box, ones,
-                               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
-                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  TORCH_CHECK(r == CUDA_SUCCESS, "gdr forward scan: cuTensorMapEncodeTiled failed with CUresult ", (int)r);
-}
-
 template <class T, int NWG>
 Maps make_maps(const Params& p, bool bwd) {
-  const CUtensorMapDataType dt =
-      std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  const uint64_t K = p.K, V = p.V, H = p.H, rows = (uint64_t)p.B * p.H * p.NT * kC;
+  const CUtensorMapDataType dt = tma::data_type<T>();
+  const uint64_t K = p.K, V = p.V, rows = (uint64_t)p.B * p.H * p.NT * kC;
   // TMA coordinates are 32-bit: the per-chunk row index must fit
   TORCH_CHECK(rows < (uint64_t)INT32_MAX, "gdr forward scan: B*H*T = ", rows, " rows exceed the TMA coordinate range");
   Maps m;
-  // (64 columns, rows, slabs of 64 columns, ...): the slabs' stride (128 bytes) is below the rows'
-  const uint64_t qd[5] = {64, (uint64_t)p.T, K / 64, H, (uint64_t)p.B}, qs[4] = {2 * K * H, 128, 2 * K, 2 * K * H * p.T};
-  const uint32_t qb[5] = {64, kC, (uint32_t)K / 64, 1, 1};
-  encode(&m.q, dt, 5, p.q, qd, qs, qb, true);
-  encode(&m.k, dt, 5, p.k, qd, qs, qb, true);
+  tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, p.K, p.K / 64);
+  tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, p.K, p.K / 64);
   const uint64_t wd[3] = {64, rows, K / 64}, ws[2] = {2 * K, 128};
   const uint32_t wb[3] = {64, kC, (uint32_t)K / 64};
-  encode(&m.w, dt, 3, p.w, wd, ws, wb, true);
+  tma::encode(&m.w, dt, 3, p.w, wd, ws, wb, true);
   const uint64_t ad[2] = {kC, rows}, as[1] = {2 * kC};
   const uint32_t ab[2] = {kC, kC};
-  encode(&m.a, dt, 2, p.Aqk, ad, as, ab, true);
+  tma::encode(&m.a, dt, 2, p.Aqk, ad, as, ab, true);
   if (bwd) {
-    const uint64_t od[5] = {64, (uint64_t)p.T, V / 64, H, (uint64_t)p.B}, os[4] = {2 * V * H, 128, 2 * V, 2 * V * H * p.T};
-    const uint32_t ob[5] = {64, kC, NWG, 1, 1};
-    encode(&m.e, dt, 5, p.dO, od, os, ob, true);
+    tma::encode_user(&m.e, dt, p.dO, p.B, p.T, p.H, p.V, NWG);
   } else {
     const uint64_t ud[3] = {64, rows, V / 64}, us[2] = {2 * V, 128};
     const uint32_t ub[3] = {64, kC, NWG};
-    encode(&m.e, dt, 3, p.u, ud, us, ub, true);
+    tma::encode(&m.e, dt, 3, p.u, ud, us, ub, true);
   }
   const uint64_t gd[2] = {kC, rows / kC}, gs[1] = {4 * kC};
   const uint32_t gb[2] = {kC, 1};
-  encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
+  tma::encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
   return m;
 }
 

@@ -107,6 +107,26 @@ def check_case(B, T, H, K, V, dtype, dev, gate_scale=1.0, with_h0=True, seed=0):
     return res
 
 
+def check_forward_case(B, T, H, K, V, dtype, dev, gate_scale=1.0, with_h0=True, seed=0):
+    """The forward without a gradient (no intermediates saved: the fused kernel where it applies)
+    against the float64 reference, o and final state, with the thresholds of check_case."""
+    q, k, v, g, beta, h0 = make_inputs(B, T, H, K, V, dtype, dev, gate_scale, with_h0, seed)
+    scale = K ** -0.5
+    with torch.no_grad():
+        ro, rht = reference(q, k, v, g, beta, h0, scale)
+        o, ht = run_ours(q, k, v, g, beta, h0, scale)
+    res = {"case": f"no-grad {dtype_name(dtype)} B={B} T={T} H={H} K={K} V={V} gate*{gate_scale} h0={with_h0}"}
+    ok = True
+    for n, a, b in (("o", o, ro), ("ht", ht, rht)):
+        finite = bool(torch.isfinite(a).all().item())
+        ma, rr = max_abs(a, b), rel_rms(a, b)
+        good = finite and (ma < 1e-4 if dtype == torch.float32 else rr < 0.005)
+        ok &= good
+        res[n] = {"max_abs": ma, "rel_rms": rr, "ref_max": b.abs().max().item(), "pass": good}
+    res["pass"] = ok
+    return res
+
+
 def check_deterministic(B, T, H, K, V, dtype, dev):
     """Two backward passes on the same inputs give bitwise equal gradients (no atomics anywhere)."""
     grads = []
@@ -335,8 +355,17 @@ def main():
     env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": "1"}, c)
                   for c in ((3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True), (3, 2100, 3, 64, 128, torch.float16, 1.0, False))]
     cases = [] if args.bench_only else [({}, c) for c in cases] + env_cases
+    # the forward without a gradient: the fused kernel forced (small shapes have too few heads to
+    # pick it), at its default (68 heads: picked), and the split kernels
+    fwd_only = [(2, 300, 2, 128, 128, torch.bfloat16, 1.0, True), (1, 1000, 1, 128, 128, torch.bfloat16, 0.1, True),
+                (1, 130, 2, 64, 128, torch.float16, 10.0, False), (2, 75, 2, 128, 256, torch.bfloat16, 1.0, True),
+                (3, 1, 2, 64, 128, torch.bfloat16, 1.0, True), (1, 64, 2, 128, 128, torch.float16, 1.0, True),
+                (3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True), (2, 200, 2, 64, 256, torch.float16, 0.01, True)]
+    fwd_cases = [] if args.bench_only else (
+        [({"ENGRAM_GDR_FUSED": "1"}, c) for c in fwd_only] + [({}, (4, 200, 17, 128, 128, torch.bfloat16, 1.0, True))]
+        + [({"ENGRAM_GDR_FUSED": "0"}, c) for c in fwd_only[:2]])
     knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP",
-             "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG")
+             "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG", "ENGRAM_GDR_FUSED")
     allok = True
     if not args.bench_only:
         lt = wgmma_layout_test()
@@ -345,13 +374,13 @@ def main():
         else:
             print("wgmma layout test:", "PASS" if lt[0] else "FAIL", lt[1], flush=True)
             allok &= lt[0]
-    for env, case in cases:
+    for env, case, check in [(e, c, check_case) for e, c in cases] + [(e, c, check_forward_case) for e, c in fwd_cases]:
         B, T, H, K, V, dt, gs, wh = case
         for n in knobs:
             os.environ.pop(n, None)
         os.environ.update(env)
         try:
-            r = check_case(B, T, H, K, V, dt, dev, gs, wh)
+            r = check(B, T, H, K, V, dt, dev, gs, wh)
         except Exception as e:  # noqa: BLE001
             r = {"case": f"{dtype_name(dt)} B={B} T={T} H={H} K={K} V={V}", "pass": False, "error": str(e)[:2000]}
         if env:

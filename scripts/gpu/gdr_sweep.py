@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gdr_check import bench, make_inputs, run_ours  # noqa: E402
 
 KNOBS = ("ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_VB", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP",
-         "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG")
+         "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG", "ENGRAM_GDR_FUSED")
 
 
 def main():

@@ -1,6 +1,6 @@
 // Checks the wgmma building blocks of kernels/include/gdr_wgmma.cuh on the GPU against a host
-// product: the 128-byte swizzled layout with K-major and MN-major descriptors, register A
-// fragments and the accumulator layout. Standalone (no torch):
+// product: the 128-byte swizzled layout with K-major and MN-major descriptors (A from shared
+// memory, K-major, as well), register A fragments and the accumulator layout. Standalone (no torch):
 //   nvcc -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
 //        scripts/gpu/wgmma_layout_test.cu -o /tmp/wgmma_layout_test && /tmp/wgmma_layout_test
 #include <cuda_bf16.h>
@@ -15,6 +15,7 @@ using bf = __nv_bfloat16;
 // The tile (64 x 128) arrives already swizzled (wg::sw128_offset).
 // mode 0: D[64x64] = A[64x16] * tile[0:64, 16s:16s+16]^T (K-major)
 // mode 1: D[64x128] = A[64x16] * tile[16s:16s+16, 0:128]  (MN-major)
+// mode 3: D[64x64] = tile[0:64, 16s:16s+16] * tile[0:64, 16s:16s+16]^T (A from shared memory, K-major)
 __global__ void kern(const bf* tile, const bf* A, float* D, int mode, int s) {
   __shared__ __align__(1024) unsigned char sm[64 * 128 * 2];
   for (int i = threadIdx.x; i < 64 * 128; i += blockDim.x) reinterpret_cast<bf*>(sm)[i] = tile[i];
@@ -31,13 +32,15 @@ __global__ void kern(const bf* tile, const bf* A, float* D, int mode, int s) {
     wg::RS<64, bf>::mma<0>(d, a, wg::desc_kmajor(sm, 64, s), 0);
   } else if (mode == 1) {
     wg::RS<128, bf>::mma<1>(d, a, wg::desc_mnmajor(sm, 64, s), 0);
+  } else if (mode == 3) {
+    wg::SS<64, bf>::mma<0>(d, wg::desc_kmajor(sm, 64, s), wg::desc_kmajor(sm, 64, s), 0);
   } else {  // diagnostic: MN-major with the two strides swapped
     wg::RS<128, bf>::mma<1>(d, a, wg::desc(sm + s * 2048, 1024, 64 * 128) | wg::kSwizzle128, 0);
   }
   wg::commit();
   wg::wait<0>();
   wg::pin<64>(d);
-  const int n = mode == 0 ? 64 : 128;
+  const int n = mode == 0 || mode == 3 ? 64 : 128;
   for (int j = 0; j < n / 8; ++j)
     for (int e = 0; e < 4; ++e) D[(16 * w + g + 8 * (e >> 1)) * n + 8 * j + 2 * t + (e & 1)] = d[4 * j + e];
 }
@@ -58,13 +61,13 @@ int main() {
   cudaMemcpy(dt, tile.data(), tile.size() * 2, cudaMemcpyHostToDevice);
   cudaMemcpy(da, A.data(), A.size() * 2, cudaMemcpyHostToDevice);
   int bad = 0;
-  for (int mode = 0; mode < 3; ++mode)
-    for (int s = 0; s < (mode == 0 ? 8 : 4); ++s) {
+  for (int mode = 0; mode < 4; ++mode)
+    for (int s = 0; s < (mode == 0 || mode == 3 ? 8 : 4); ++s) {
       cudaMemset(dd, 0, 64 * 128 * 4);
       kern<<<1, 128>>>(dt, da, dd, mode, s);
       cudaError_t e = cudaDeviceSynchronize();
       if (e != cudaSuccess) { printf("mode %d s %d: %s\n", mode, s, cudaGetErrorString(e)); return 2; }
-      const int n = mode == 0 ? 64 : 128;
+      const int n = mode == 0 || mode == 3 ? 64 : 128;
       std::vector<float> D(64 * n);
       cudaMemcpy(D.data(), dd, D.size() * 4, cudaMemcpyDeviceToHost);
       double err = 0;
@@ -72,12 +75,15 @@ int main() {
         for (int j = 0; j < n; ++j) {
           double ref = 0;
           for (int k = 0; k < 16; ++k)
-            ref += (double)af[m * 16 + k] * (mode == 0 ? tf[j * 128 + 16 * s + k] : tf[(16 * s + k) * 128 + j]);
+            ref += (mode == 3 ? (double)tf[m * 128 + 16 * s + k] : (double)af[m * 16 + k]) *
+                   (mode == 0 || mode == 3 ? tf[j * 128 + 16 * s + k] : tf[(16 * s + k) * 128 + j]);
           err = fmax(err, fabs(ref - D[m * n + j]));
         }
       printf("mode %d (%s) k-step %d: max abs err %.3g\n", mode,
-             mode == 0 ? "K-major" : mode == 1 ? "MN-major" : "MN-major, strides swapped (diagnostic)", s, err);
-      if (mode < 2 && err > 1e-3) bad++;
+             mode == 0 ? "K-major" : mode == 1 ? "MN-major" : mode == 3 ? "A and B K-major from shared memory"
+                                                                  : "MN-major, strides swapped (diagnostic)",
+             s, err);
+      if (mode != 2 && err > 1e-3) bad++;
     }
   printf(bad ? "WGMMA LAYOUT TEST FAILED\n" : "WGMMA LAYOUT TEST PASSED\n");
   return bad ? 1 : 0;

@@ -1,0 +1,130 @@
+// The forward chunk step with warpgroup products (sm_90a wgmma), shared by the split forward
+// scan (gdr_scan_wg.cu: its tiles arrive by TMA from prep's outputs) and the fused forward
+// (gdr_fwd_fused.cu: a producer warpgroup forms them in shared memory).
+//
+// Per chunk, for a warpgroup's 64 columns of V with S^T [64 v x K] in its accumulators:
+//   X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K
+// with the roundings of fwd_scan_mma (gdr_scan_mma.cu). Warp w of the group owns rows
+// 16w..16w+15 (the mma.sync layout), so accumulators become A fragments with `acc_to_a`.
+// O^T, X^T and S^T come out with v as rows; they are stored as O, X and h (rows c or k) in
+// 4-byte pairs after one shuffle with the neighbouring row.
+#pragma once
+#include "gdr.h"
+#include "gdr_common.cuh"
+#include "gdr_mma.cuh"
+#include "gdr_wgmma.cuh"
+
+namespace engram {
+namespace gdr {
+
+// Stores alpha * acc^T (acc: rows v = g, g+8 of this warp's 16 columns, NT8 tiles of 8 columns
+// n) as T into dst[n * ld + v] for n < valid. Neighbouring rows v, v+1 sit in lanes 4 apart: one
+// shuffle gives the even lane (v, v+1) of column n and the odd lane (v-1, v) of column n+1, so
+// every store is 4 bytes.
+template <class T, int NT8>
+__device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* acc, float alpha, int valid) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  const bool even = (g & 1) == 0;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float a0 = alpha * acc[4 * j + 2 * h], a1 = alpha * acc[4 * j + 2 * h + 1];
+      const float r = __shfl_xor_sync(0xffffffffu, even ? a1 : a0, 4);
+      const int n = 8 * j + 2 * t + (even ? 0 : 1), v = (g & ~1) + 8 * h;
+      if (n < valid) *reinterpret_cast<uint32_t*>(dst + (int64_t)n * ld + v) = even ? mma::pack<T>(a0, r) : mma::pack<T>(r, a1);
+    }
+}
+
+// One chunk's tiles in shared memory, 16-bit ones 128-byte swizzled and 1024-aligned: q, k, w
+// [C x K], Aqk [C x C], the block's columns of u [C x 64 NWG]; G [C] fp32.
+struct FwdChunkTiles {
+  const unsigned char *q, *k, *w, *a, *u;
+  const float* g;
+};
+
+// Chunk c (first row t0, per-chunk index cidx) of the forward scan for the calling warpgroup:
+// S (its S^T) enters as the state before the chunk and leaves as the state after it; O is
+// stored to the user's [B,T,H,V] (rows below T), h and X to the per-chunk layout when `save`
+// (a constant false lets the compiler drop X's registers after the state update's operands).
+// vw: the warp's first column inside the block (whose first column of V is v0). mid() runs once
+// the chunk's first products are issued (the split scan requests a later chunk's tiles there).
+template <class T, int K, class Mid>
+__device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles& tl, const Params& p, bool save,
+                                             int64_t cidx, int b, int hh, int v0, int vw, int t0, Mid mid) {
+  using mma::acc_to_a;
+  constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int V = p.V, H = p.H, Lc = min(kC, p.T - t0);
+  const float* gS = tl.g;
+  const float gl = gS[kC - 1], Gam = __expf(gl);
+  // u's element (row r, block column v)
+  auto u_at = [&](int r, int v) { return to_f(*reinterpret_cast<const T*>(tl.u + wg::sw128_offset(r, v, kC))); };
+
+  uint32_t SA[KS][4];
+#pragma unroll
+  for (int s = 0; s < KS; ++s) acc_to_a<T>(SA[s], S[2 * s], S[2 * s + 1]);
+  // before the products: ptxas waits for every product in flight before a use of registers a
+  // product wrote, and it does not see that S's last product has been waited for
+  if (save) store_pairs_t<T, KT>(static_cast<T*>(p.h) + cidx * K * V + v0 + vw, V, &S[0][0], 1.f, K);
+  float X[CT][4], O[CT][4];
+  wg::pin<KS * 4>(&SA[0][0]);
+  wg::fence();
+#pragma unroll
+  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], wg::desc_kmajor(tl.w, kC, s), s);
+  wg::commit();
+#pragma unroll
+  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(tl.q, kC, s), s);
+  wg::commit();
+  mid();
+  wg::wait<1>();
+  wg::pin<CT * 4>(&X[0][0]);
+#pragma unroll
+  for (int j = 0; j < CT; ++j) {
+    const int r = 8 * j + 2 * t, col = vw + g;
+    X[j][0] = u_at(r, col) - X[j][0];
+    X[j][1] = u_at(r + 1, col) - X[j][1];
+    X[j][2] = u_at(r, col + 8) - X[j][2];
+    X[j][3] = u_at(r + 1, col + 8) - X[j][3];
+  }
+  uint32_t XA[CS][4], XD[CS][4];  // X^T, and X^T e^{G_last - G} for the state update
+#pragma unroll
+  for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+  mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
+  wg::wait<0>();
+  wg::pin<KS * 4>(&SA[0][0]);
+  wg::pin<CT * 4>(&O[0][0]);
+  // O^T columns are chunk rows: e^G scales them before Aqk X joins
+#pragma unroll
+  for (int j = 0; j < CT; ++j) {
+    const float e0 = __expf(gS[8 * j + 2 * t]), e1 = __expf(gS[8 * j + 2 * t + 1]);
+    O[j][0] *= e0, O[j][1] *= e1, O[j][2] *= e0, O[j][3] *= e1;
+  }
+#pragma unroll
+  for (int j = 0; j < KT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) S[j][e] *= Gam;
+  wg::pin<KT * 4>(&S[0][0]);
+  wg::pin<CT * 4>(&O[0][0]);
+  wg::pin<CS * 4>(&XA[0][0]);
+  wg::pin<CS * 4>(&XD[0][0]);
+  wg::fence();
+#pragma unroll
+  for (int s = 0; s < CS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], XA[s], wg::desc_kmajor(tl.a, kC, s), 1);
+  wg::commit();
+#pragma unroll
+  for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&S[0][0], XD[s], wg::desc_mnmajor(tl.k, kC, s), 1);
+  wg::commit();
+  if (save) store_pairs_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, &X[0][0], 1.f, kC);
+  wg::wait<1>();
+  wg::pin<CT * 4>(&O[0][0]);
+  store_pairs_t<T, CT>(static_cast<T*>(p.o) + (((int64_t)b * p.T + t0) * H + hh) * V + v0 + vw, (int64_t)H * V, &O[0][0],
+                       p.scale, Lc);
+  wg::wait<0>();
+  wg::pin<KT * 4>(&S[0][0]);
+  wg::pin<CS * 4>(&XA[0][0]);
+  wg::pin<CS * 4>(&XD[0][0]);
+}
+
+}  // namespace gdr
+}  // namespace engram

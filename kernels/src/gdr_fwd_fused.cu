@@ -1,0 +1,400 @@
+// The forward without saved intermediates (no gradient wanted), fused: prep's work and the
+// sequential scan in one kernel, so w, u and Aqk never leave shared memory (the split kernels
+// write them and read them back: about 0.74 GB at (8,2048,16,128), against 0.27 GB for q, k, v
+// and o alone).
+//
+// One block per (batch, head, 128 columns of V): warpgroup 0 is the producer, warpgroups 1 and
+// 2 the consumers (64 columns each). Per chunk the producer
+//   - requests the next chunk's q, k and the block's v columns (TMA, 128-byte swizzled boxes),
+//   - forms G (the chunk-local cumulative log decay) and K K^T (wgmma, both operands in shared
+//     memory), L = strict-lower(beta_i e^{G_i - G_j} K K^T) and A = (I + L)^-1 in fp32,
+//   - u = (A diag(beta)) V and w = (A diag(beta e^G)) K with A's scaled columns as register
+//     fragments (u over the v tile in place), Aqk = tril(Q K^T * e^{G_i - G_j}),
+// and hands the chunk to the consumers, which run the split scan's chunk step (fwd_chunk_wg)
+// on it while the producer forms the next one. The producer gives up registers to the
+// consumers (setmaxnreg): it holds one 64 x 64 accumulator, they hold the state.
+//
+// Rounding differs from the split path in one place: prep rounds A to the input type and scales
+// K's and V's rows in fp32 before their rounding; here A's columns are scaled in fp32 and
+// rounded once for u and once for w. Both are within the bf16/fp16 tolerances of gdr_check.
+//
+// Rings: 3 input slots (q, k, v -> u) and 2 output slots (w, Aqk, G). While the consumers work
+// on chunk n - 1, the producer forms chunk n and chunk n + 1's tiles are in flight; the
+// producer reuses chunk n - 2's slots once the consumers have signalled they are past it.
+#include <c10/util/Exception.h>
+#include <algorithm>
+#include "gdr.h"
+#include "gdr_common.cuh"
+#include "gdr_mma.cuh"
+#include "gdr_scan_wg.cuh"
+#include "gdr_tma.cuh"
+#include "gdr_wgmma.cuh"
+
+namespace engram {
+namespace gdr {
+namespace {
+
+constexpr int kNWG = 2;             // consumer warpgroups (64 columns of V each)
+constexpr int kLDL = kC + 4;        // L's row stride (floats): conflict-free row-wise writes
+constexpr int kProducerRegs = 120;  // setmaxnreg: 128 x 120 + 256 x 192 = 384 x 168, the launch's
+constexpr int kConsumerRegs = 192;  // budget at one block per SM (neither spills)
+
+template <int K>
+struct FusedLayout {
+  static constexpr int VC = 64 * kNWG, kIn = 3, kOut = 2;
+  // input slot: q, k [C x K], the block's columns of v [C x VC] (u once the producer is done)
+  static constexpr int q = 0, k = q + 2 * kC * K, v = k + 2 * kC * K, in_bytes = v + 2 * kC * VC;
+  // output slot: w [C x K], Aqk [C x C], G [C]. The inverse's fp32 A [C x C] (16 KB) lives in w's
+  // place until w is written where w is as large (K = 128), else in a region of its own.
+  static constexpr bool a_in_w = 2 * kC * K >= 4 * kC * kC;
+  static constexpr int w = 0, a = 2 * kC * K, af = a_in_w ? w : a + 2 * kC * kC,
+                       g = a_in_w ? a + 2 * kC * kC : af + 4 * kC * kC, out_bytes = (g + 4 * kC + 1023) / 1024 * 1024;
+  // shared by all chunks: L [C x kLDL] fp32, beta and beta e^G [C] fp32, the inverse's scratch
+  // (1024 floats), the barriers
+  static constexpr int ins = 0, outs = ins + kIn * in_bytes, lmat = outs + kOut * out_bytes, vec = lmat + 4 * kC * kLDL,
+                       tri = vec + 8 * kC, bars = tri + 4 * 1024, bytes = bars + 8 * (kIn + 2 * kOut);
+};
+
+struct FusedMaps {
+  CUtensorMap q, k, v;
+};
+
+// The fp32 A in the output slot: row-major, stride 64, each row's column quads XORed with the
+// row's index mod 8 (fragment reads of 8 rows at one column then spread over the banks).
+__device__ __forceinline__ int a_at(int i, int j) { return i * kC + (j ^ ((i & 7) << 2)); }
+
+__device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 1, 128;\n" ::: "memory"); }
+
+// A = (I + L)^-1 by the producer's 128 threads, in fp32 (L with stride kLDL, A at a_at): the
+// diagonal 16 x 16 blocks by forward substitution, then in two halvings instead of the three
+// block diagonals of invert_unit_lower_by (five barriers instead of seven, every thread busy):
+// the sub-diagonal blocks (1,0) and (3,2) of the two 32 x 32 halves, A_{b+1,b} =
+// -A_{b+1,b+1} (L_{b+1,b} A_{b,b}), then the lower-left 32 x 32 quarter,
+// A_{H1,H0} = -A_{H1,H1} (L_{H1,H0} A_{H0,H0}). Each item is one row and four columns (a float4
+// of A or T per term, one scalar of L or A shared by the four). tri: 1024 floats.
+__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, float* tri, int tid) {
+  auto A4 = [&](int i, int j) -> float4& { return *reinterpret_cast<float4*>(A + a_at(i, j)); };
+  auto T4 = [&](int blk, int r, int c) -> float4& { return *reinterpret_cast<float4*>(tri + (blk << 8) + (r << 4) + c); };
+  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid, 128);
+  producer_sync();
+  const int r = (tid >> 2) & 15, c = (tid & 3) * 4;
+  {  // blocks (1,0) and (3,2): item tid, pair p = tid / 64
+    const int b = 2 * (tid >> 6);
+    const float* Lr = L + (16 * (b + 1) + r) * kLDL + 16 * b;
+    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int m = 0; m < 16; ++m) fma4(s, Lr[m], A4(16 * b + m, 16 * b + c));
+    T4(tid >> 6, r, c) = s;
+    producer_sync();
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float* Ar = A + 16 * (b + 1) * kC;  // rows of block b + 1 (a_at's swizzle is per row)
+#pragma unroll
+    for (int m = 0; m < 16; ++m) fma4(a, Ar[a_at(r, 16 * (b + 1) + m)], T4(tid >> 6, m, c));
+    A4(16 * (b + 1) + r, 16 * b + c) = make_float4(-a.x, -a.y, -a.z, -a.w);
+    producer_sync();
+  }
+  // the lower-left quarter: blocks (bi, bj), bi in {2, 3}, bj in {0, 1}; items tid and tid + 128
+#pragma unroll
+  for (int e = tid; e < 256; e += 128) {  // T_ij = sum_{k=j}^{1} L_ik A_kj
+    const int blk = e >> 6, bi = 2 + (blk >> 1), bj = blk & 1;
+    const float* Lr = L + (16 * bi + r) * kLDL;
+    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int kb = bj; kb < 2; ++kb)
+#pragma unroll
+      for (int mm = 0; mm < 16; ++mm) fma4(s, Lr[16 * kb + mm], A4(16 * kb + mm, 16 * bj + c));
+    T4(blk, r, c) = s;
+  }
+  producer_sync();
+#pragma unroll
+  for (int e = tid; e < 256; e += 128) {  // A_ij = -sum_{m=2}^{i} A_im T_mj
+    const int blk = e >> 6, bi = 2 + (blk >> 1), bj = blk & 1;
+    const int row = 16 * bi + r;
+    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int mb = 2; mb <= bi; ++mb)
+#pragma unroll
+      for (int mm = 0; mm < 16; ++mm) fma4(a, A[a_at(row, 16 * mb + mm)], T4(2 * (mb - 2) + bj, mm, c));
+    A4(row, 16 * bj + c) = make_float4(-a.x, -a.y, -a.z, -a.w);
+  }
+  producer_sync();
+}
+
+template <int R>
+__device__ __forceinline__ void regs_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R>
+__device__ __forceinline__ void regs_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+
+// Stores f(i, j, acc) (a 64 x 64 accumulator of the calling warpgroup: rows i, columns j) as T
+// into columns c0 + j of a swizzled C-row tile, in 4-byte pairs (conflict-free: the swizzle
+// spreads a warp's 8 rows over distinct 16-byte chunks).
+template <class T, class F>
+__device__ __forceinline__ void store_swizzled(unsigned char* tile, int c0, const float* acc, F f) {
+  const int warp = (threadIdx.x >> 5) & 3, l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int i = 16 * warp + g + 8 * h, c = 8 * j + 2 * t;
+      *reinterpret_cast<uint32_t*>(tile + wg::sw128_offset(i, c0 + c, kC)) =
+          mma::pack<T>(f(i, c, acc[4 * j + 2 * h]), f(i, c + 1, acc[4 * j + 2 * h + 1]));
+    }
+}
+
+// Where a block works and its rings (shared by the producer and the consumers).
+template <int K>
+struct FusedBlock {
+  using L = FusedLayout<K>;
+  unsigned char* sm;
+  uint64_t *full, *ready, *done;  // input landed (TMA); output formed (producer); chunk consumed
+  int64_t bh;
+  int v0, hh, b;
+  __device__ FusedBlock(const Params& p, unsigned char* raw)
+      : sm(raw + ((1024 - (tma::smem_addr(raw) & 1023)) & 1023)),
+        full(reinterpret_cast<uint64_t*>(sm + L::bars)),
+        ready(full + L::kIn),
+        done(ready + L::kOut) {
+    const int nvb = p.V / L::VC;
+    bh = blockIdx.x / nvb;
+    v0 = (int)(blockIdx.x % nvb) * L::VC;
+    hh = (int)(bh % p.H);
+    b = (int)(bh / p.H);
+  }
+  __device__ unsigned char* in(int n) const { return sm + L::ins + (n % L::kIn) * L::in_bytes; }
+  __device__ unsigned char* out(int n) const { return sm + L::outs + (n % L::kOut) * L::out_bytes; }
+};
+
+template <class T, int K>
+__device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, const FusedBlock<K>& fb) {
+  using L = FusedLayout<K>;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int NT = p.NT, b = fb.b, hh = fb.hh;
+  float* Ls = reinterpret_cast<float*>(fb.sm + L::lmat);
+  float* bS = reinterpret_cast<float*>(fb.sm + L::vec);
+  float* bgS = bS + kC;
+  auto fetch = [&](int n) {
+    unsigned char* s = fb.in(n);
+    uint64_t* bar = &fb.full[n % L::kIn];
+    tma::arrive_expect(bar, L::in_bytes);
+    tma::load<5>(s + L::q, &m.q, {0, n * kC, 0, hh, b}, bar);
+    tma::load<5>(s + L::k, &m.k, {0, n * kC, 0, hh, b}, bar);
+    tma::load<5>(s + L::v, &m.v, {0, n * kC, fb.v0 / 64, hh, b}, bar);
+  };
+  // chunk n's g and beta, rows 2 lane and 2 lane + 1 of warp 0 (rows past T: no decay, no write)
+  float gn[2] = {0.f, 0.f}, bn[2] = {0.f, 0.f};
+  auto load_gb = [&](int n) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int tt = n * kC + 2 * lane + e;
+      const bool ok = tt < p.T;
+      const int64_t row = ((int64_t)b * p.T + tt) * p.H + hh;
+      gn[e] = ok ? p.g[row] : 0.f;
+      bn[e] = ok ? p.beta[row] : 0.f;
+    }
+  };
+  if (warp == 0) load_gb(0);
+  if (tid == 0) fetch(0);
+  for (int n = 0; n < NT; ++n) {
+    unsigned char* in = fb.in(n);
+    unsigned char* out = fb.out(n);
+    float* gS = reinterpret_cast<float*>(out + L::g);
+    float* Af = reinterpret_cast<float*>(out + L::af);
+    // chunk n - 2's slots (chunk n + 1's input, chunk n's output) are free once the consumers are past it
+    if (n >= 2) tma::wait(&fb.done[n % 2], ((n >> 1) + 1) & 1);
+    if (tid == 0 && n + 1 < NT) fetch(n + 1);
+    if (warp == 0) {  // G: inclusive scan of the 64 log decays, two per lane
+      const float g0 = gn[0], g1 = gn[1], b0 = bn[0], b1 = bn[1];
+      if (n + 1 < NT) load_gb(n + 1);
+      const float s2 = g0 + g1;
+      float x = s2;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const float y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+      }
+      const float G0 = x - s2 + g0, G1 = x;
+      gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
+      bS[2 * lane] = b0, bS[2 * lane + 1] = b1;
+      bgS[2 * lane] = b0 * __expf(G0), bgS[2 * lane + 1] = b1 * __expf(G1);
+    }
+    tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
+    producer_sync();  // G, beta and the tiles are visible
+
+    // K K^T and Q K^T together: L = strict-lower(beta_i e^{G_i - G_j} K K^T) to shared memory in
+    // fp32, Aqk = tril(Q K^T e^{G_i - G_j}) to its tile; one decay per element serves both, and
+    // the masks are selects (no branches: the 16 elements of a thread pipeline)
+    float acc[32];
+    {
+      float qk[32];
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < K / 16; ++s)
+        wg::SS<64, T>::template mma<0>(acc, wg::desc_kmajor(in + L::k, kC, s), wg::desc_kmajor(in + L::k, kC, s), s);
+      wg::commit();
+#pragma unroll
+      for (int s = 0; s < K / 16; ++s)
+        wg::SS<64, T>::template mma<0>(qk, wg::desc_kmajor(in + L::q, kC, s), wg::desc_kmajor(in + L::k, kC, s), s);
+      wg::commit();
+      wg::wait<0>();
+      wg::pin<32>(acc);
+      wg::pin<32>(qk);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int i = 16 * warp + g + 8 * h;
+        const float bi = bS[i], gi = gS[i];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int c = 8 * j + 2 * t;
+          const float x0 = gi - gS[c], x1 = gi - gS[c + 1];
+          const float d0 = __expf(c <= i ? x0 : 0.f), d1 = __expf(c + 1 <= i ? x1 : 0.f);
+          const float l0 = c < i ? bi * d0 * acc[4 * j + 2 * h] : 0.f;
+          const float l1 = c + 1 < i ? bi * d1 * acc[4 * j + 2 * h + 1] : 0.f;
+          *reinterpret_cast<float2*>(Ls + i * kLDL + c) = make_float2(l0, l1);
+          const float a0 = c <= i ? d0 * qk[4 * j + 2 * h] : 0.f, a1 = c + 1 <= i ? d1 * qk[4 * j + 2 * h + 1] : 0.f;
+          *reinterpret_cast<uint32_t*>(out + L::a + wg::sw128_offset(i, c, kC)) = mma::pack<T>(a0, a1);
+        }
+      }
+    }
+    producer_sync();  // L is visible
+#ifdef ENGRAM_FUSED_INV3
+    invert_unit_lower_by(Ls, kLDL, Af, [](int i, int j) { return a_at(i, j); }, reinterpret_cast<float*>(fb.sm + L::tri),
+                         tid, 128, [] { producer_sync(); });
+#else
+    invert_in_halvings(Ls, Af, reinterpret_cast<float*>(fb.sm + L::tri), tid);
+#endif
+
+    // A diag(sc) as the A fragments of the warp's 16 rows for the C/16 k-steps
+    uint32_t F[kC / 16][4];
+    auto fragments = [&](const float* sc) {
+      const int r = 16 * warp + g;
+#pragma unroll
+      for (int s = 0; s < kC / 16; ++s) {
+        const int c = 16 * s + 2 * t;
+        const float2 x00 = *reinterpret_cast<const float2*>(Af + a_at(r, c));
+        const float2 x10 = *reinterpret_cast<const float2*>(Af + a_at(r + 8, c));
+        const float2 x01 = *reinterpret_cast<const float2*>(Af + a_at(r, c + 8));
+        const float2 x11 = *reinterpret_cast<const float2*>(Af + a_at(r + 8, c + 8));
+        F[s][0] = mma::pack<T>(x00.x * sc[c], x00.y * sc[c + 1]);
+        F[s][1] = mma::pack<T>(x10.x * sc[c], x10.y * sc[c + 1]);
+        F[s][2] = mma::pack<T>(x01.x * sc[c + 8], x01.y * sc[c + 9]);
+        F[s][3] = mma::pack<T>(x11.x * sc[c + 8], x11.y * sc[c + 9]);
+      }
+    };
+    auto same = [](int, int, float x) { return x; };
+    // u = (A diag(beta)) V, one 64-column slab at a time, over v in place
+    fragments(bS);
+#pragma unroll
+    for (int h = 0; h < kNWG; ++h) {
+      wg::pin<4 * kC / 16>(&F[0][0]);
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < kC / 16; ++s)
+        wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(in + L::v + h * kC * 128, kC, s), s);
+      wg::commit();
+      wg::wait<0>();
+      wg::pin<32>(acc);
+      wg::pin<4 * kC / 16>(&F[0][0]);
+      producer_sync();  // the group's product has read the slab
+      store_swizzled<T>(in + L::v, 64 * h, acc, same);
+    }
+    // w = (A diag(beta e^G)) K
+    fragments(bgS);
+    producer_sync();  // A is read: w may overwrite it
+#pragma unroll
+    for (int h = 0; h < K / 64; ++h) {
+      wg::pin<4 * kC / 16>(&F[0][0]);
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < kC / 16; ++s)
+        wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(in + L::k + h * kC * 128, kC, s), s);
+      wg::commit();
+      wg::wait<0>();
+      wg::pin<32>(acc);
+      wg::pin<4 * kC / 16>(&F[0][0]);
+      store_swizzled<T>(out + L::w, 64 * h, acc, same);
+    }
+    wg::fence_smem();  // the consumers' wgmma reads what these threads wrote
+    tma::arrive(&fb.ready[n % L::kOut]);
+  }
+}
+
+template <class T, int K>
+__device__ __forceinline__ void consume(const Params& p, const FusedBlock<K>& fb) {
+  using L = FusedLayout<K>;
+  const int vw = 16 * ((int)(threadIdx.x >> 5) - 4);  // the warp's first column inside the block
+  float S[K / 8][4];
+  const int64_t st0 = fb.bh * K * p.V + fb.v0 + vw;
+  mma::load_state<K / 8>(S, p.h0, st0, p.V);
+  for (int n = 0; n < p.NT; ++n) {
+    const unsigned char* in = fb.in(n);
+    const unsigned char* out = fb.out(n);
+    tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
+    tma::wait(&fb.ready[n % L::kOut], (n / L::kOut) & 1);
+    const FwdChunkTiles tl{in + L::q, in + L::k, out + L::w, out + L::a, in + L::v,
+                           reinterpret_cast<const float*>(out + L::g)};
+    fwd_chunk_wg<T, K>(S, tl, p, false, 0, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
+    tma::arrive(&fb.done[n % L::kOut]);
+  }
+  mma::store_state<K / 8>(p.ht, S, st0, p.V);
+}
+
+template <class T, int K>
+__global__ void __launch_bounds__(128 * (kNWG + 1), 1) fwd_fused(Params p, const __grid_constant__ FusedMaps m) {
+  using L = FusedLayout<K>;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const FusedBlock<K> fb(p, smem_raw);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < L::kIn; ++i) tma::bar_init(&fb.full[i], 1);
+#pragma unroll
+    for (int i = 0; i < L::kOut; ++i) {
+      tma::bar_init(&fb.ready[i], 128);
+      tma::bar_init(&fb.done[i], 128 * kNWG);
+    }
+    tma::fence_bar_init();
+  }
+  __syncthreads();
+  if (threadIdx.x < 128) {
+    regs_dec<kProducerRegs>();
+    produce<T, K>(p, m, fb);
+  } else {
+    regs_inc<kConsumerRegs>();
+    consume<T, K>(p, fb);
+  }
+}
+
+template <class T, int K>
+void run(const Params& p, cudaStream_t s) {
+  FusedMaps m;
+  const CUtensorMapDataType dt = tma::data_type<T>();
+  tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, p.K, p.K / 64);
+  tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, p.K, p.K / 64);
+  tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, p.V, kNWG);
+  const int64_t blocks = (int64_t)p.B * p.H * (p.V / FusedLayout<K>::VC);
+  launch_checked(fwd_fused<T, K>, blocks, 128 * (kNWG + 1), FusedLayout<K>::bytes + 1024, s, p, "gdr fused forward", m);
+}
+
+}  // namespace
+
+bool fwd_fused_applies(DType dt, const Params& p) {
+  if (p.save || (p.K != 64 && p.K != 128) || p.V % (64 * kNWG) != 0) return false;
+  if (!scan_wg_applies(dt, p) || knob_says_smem("ENGRAM_GDR_PREP") || knob_is("ENGRAM_GDR_FUSED", "0")) return false;
+  if (knob_is("ENGRAM_GDR_FUSED", "1")) return true;
+  // One block per (batch, head, 128 columns) runs each head's chunks in sequence; with fewer
+  // blocks than SMs the split kernels (prep parallel over every chunk) are faster.
+  return (int64_t)p.B * p.H * (p.V / (64 * kNWG)) >= device_attribute(cudaDevAttrMultiProcessorCount) / 2;
+}
+
+bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s) {
+  if (!fwd_fused_applies(dt, p)) return false;
+  if (dt == kBF16)
+    p.K == 64 ? run<__nv_bfloat16, 64>(p, s) : run<__nv_bfloat16, 128>(p, s);
+  else
+    p.K == 64 ? run<__half, 64>(p, s) : run<__half, 128>(p, s);
+  return true;
+}
+
+}  // namespace gdr
+}  // namespace engram
