@@ -63,7 +63,7 @@ bool scan_wg_applies(DType dt, const Params& p);
 bool launch_scan_wg(DType dt, const Params& p, cudaStream_t s, bool bwd);
 // The forward without saved intermediates fused into one kernel (gdr_fwd_fused.cu): 16-bit
 // inputs, K in {64, 128}, V a multiple of 128, on sm_90, when p.save is false and there are at
-// least half as many (batch, head, 128 columns) as SMs. ENGRAM_GDR_FUSED=0|1 disables or forces
+// least 3/4 as many (batch, head, 128 columns) as SMs. ENGRAM_GDR_FUSED=0|1 disables or forces
 // it; the knobs that disable the wgmma scans or the register prep disable it too.
 bool fwd_fused_applies(DType dt, const Params& p);
 bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s);  // o, ht; false: not applicable

@@ -50,9 +50,9 @@ struct FusedLayout {
   static constexpr int w = 0, a = 2 * kC * K, af = a_in_w ? w : a + 2 * kC * kC,
                        g = a_in_w ? a + 2 * kC * kC : af + 4 * kC * kC, out_bytes = (g + 4 * kC + 1023) / 1024 * 1024;
   // shared by all chunks: L [C x kLDL] fp32, beta and beta e^G [C] fp32, the inverse's scratch
-  // (1024 floats), the barriers
+  // (1024 floats), each producer warp's copy of G and beta [2 x C] fp32, the barriers
   static constexpr int ins = 0, outs = ins + kIn * in_bytes, lmat = outs + kOut * out_bytes, vec = lmat + 4 * kC * kLDL,
-                       tri = vec + 8 * kC, bars = tri + 4 * 1024, bytes = bars + 8 * (kIn + 2 * kOut);
+                       tri = vec + 8 * kC, gw = tri + 4 * 1024, bars = gw + 4 * 8 * kC, bytes = bars + 8 * (kIn + 2 * kOut);
 };
 
 struct FusedMaps {
@@ -182,7 +182,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     tma::load<5>(s + L::k, &m.k, {0, n * kC, 0, hh, b}, bar);
     tma::load<5>(s + L::v, &m.v, {0, n * kC, fb.v0 / 64, hh, b}, bar);
   };
-  // chunk n's g and beta, rows 2 lane and 2 lane + 1 of warp 0 (rows past T: no decay, no write)
+  // chunk n's g and beta, rows 2 lane and 2 lane + 1 (rows past T: no decay, no write)
   float gn[2] = {0.f, 0.f}, bn[2] = {0.f, 0.f};
   auto load_gb = [&](int n) {
 #pragma unroll
@@ -194,8 +194,11 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       bn[e] = ok ? p.beta[row] : 0.f;
     }
   };
-  if (warp == 0) load_gb(0);
+  load_gb(0);
   if (tid == 0) fetch(0);
+  // the warp's own copy of G and beta: the L and Aqk epilogue needs no barrier after the scan
+  float* gW = reinterpret_cast<float*>(fb.sm + L::gw) + warp * 2 * kC;
+  float* bW = gW + kC;
   for (int n = 0; n < NT; ++n) {
     unsigned char* in = fb.in(n);
     unsigned char* out = fb.out(n);
@@ -204,7 +207,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     // chunk n - 2's slots (chunk n + 1's input, chunk n's output) are free once the consumers are past it
     if (n >= 2) tma::wait(&fb.done[n % 2], ((n >> 1) + 1) & 1);
     if (tid == 0 && n + 1 < NT) fetch(n + 1);
-    if (warp == 0) {  // G: inclusive scan of the 64 log decays, two per lane
+    {  // G: inclusive scan of the 64 log decays, two per lane, in every warp
       const float g0 = gn[0], g1 = gn[1], b0 = bn[0], b1 = bn[1];
       if (n + 1 < NT) load_gb(n + 1);
       const float s2 = g0 + g1;
@@ -215,12 +218,16 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
         if (lane >= o) x += y;
       }
       const float G0 = x - s2 + g0, G1 = x;
-      gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
-      bS[2 * lane] = b0, bS[2 * lane + 1] = b1;
-      bgS[2 * lane] = b0 * __expf(G0), bgS[2 * lane + 1] = b1 * __expf(G1);
+      gW[2 * lane] = G0, gW[2 * lane + 1] = G1;
+      bW[2 * lane] = b0, bW[2 * lane + 1] = b1;
+      if (warp == 0) {  // for the consumers (G) and the fragments of u and w (after later barriers)
+        gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
+        bS[2 * lane] = b0, bS[2 * lane + 1] = b1;
+        bgS[2 * lane] = b0 * __expf(G0), bgS[2 * lane + 1] = b1 * __expf(G1);
+      }
+      __syncwarp();
     }
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
-    producer_sync();  // G, beta and the tiles are visible
 
     // K K^T and Q K^T together: L = strict-lower(beta_i e^{G_i - G_j} K K^T) to shared memory in
     // fp32, Aqk = tril(Q K^T e^{G_i - G_j}) to its tile; one decay per element serves both, and
@@ -243,11 +250,11 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int i = 16 * warp + g + 8 * h;
-        const float bi = bS[i], gi = gS[i];
+        const float bi = bW[i], gi = gW[i];
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int c = 8 * j + 2 * t;
-          const float x0 = gi - gS[c], x1 = gi - gS[c + 1];
+          const float x0 = gi - gW[c], x1 = gi - gW[c + 1];
           const float d0 = __expf(c <= i ? x0 : 0.f), d1 = __expf(c + 1 <= i ? x1 : 0.f);
           const float l0 = c < i ? bi * d0 * acc[4 * j + 2 * h] : 0.f;
           const float l1 = c + 1 < i ? bi * d1 * acc[4 * j + 2 * h + 1] : 0.f;
@@ -258,12 +265,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       }
     }
     producer_sync();  // L is visible
-#ifdef ENGRAM_FUSED_INV3
-    invert_unit_lower_by(Ls, kLDL, Af, [](int i, int j) { return a_at(i, j); }, reinterpret_cast<float*>(fb.sm + L::tri),
-                         tid, 128, [] { producer_sync(); });
-#else
     invert_in_halvings(Ls, Af, reinterpret_cast<float*>(fb.sm + L::tri), tid);
-#endif
 
     // A diag(sc) as the A fragments of the warp's 16 rows for the C/16 k-steps
     uint32_t F[kC / 16][4];
@@ -383,8 +385,9 @@ bool fwd_fused_applies(DType dt, const Params& p) {
   if (!scan_wg_applies(dt, p) || knob_says_smem("ENGRAM_GDR_PREP") || knob_is("ENGRAM_GDR_FUSED", "0")) return false;
   if (knob_is("ENGRAM_GDR_FUSED", "1")) return true;
   // One block per (batch, head, 128 columns) runs each head's chunks in sequence; with fewer
-  // blocks than SMs the split kernels (prep parallel over every chunk) are faster.
-  return (int64_t)p.B * p.H * (p.V / (64 * kNWG)) >= device_attribute(cudaDevAttrMultiProcessorCount) / 2;
+  // blocks than about 3/4 of the SMs the split kernels (prep parallel over every chunk) are
+  // faster (H100, T = 2048: 64 blocks 0.275 against 0.232 ms, 128 blocks 0.266 against 0.374).
+  return 4 * (int64_t)p.B * p.H * (p.V / (64 * kNWG)) >= 3 * (int64_t)device_attribute(cudaDevAttrMultiProcessorCount);
 }
 
 bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s) {
