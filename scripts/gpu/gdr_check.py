@@ -300,6 +300,8 @@ def main():
     ap.add_argument("--no-fla", action="store_true")
     ap.add_argument("--bench-only", action="store_true", help="skip the correctness cases (repeat timings)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--shapes", default="8,2048,16,128,128;4,4096,16,128,128;2,8192,16,128,128;1,16384,16,128,128;"
+                    "8,2048,32,64,64;4,2048,8,64,128", help="benchmark shapes B,T,H,K,V separated by ';'")
     args = ap.parse_args()
     torch.ops.load_library(args.lib)
     dev = torch.device("cuda")
@@ -407,8 +409,7 @@ def main():
     print(f"correctness: {'ALL PASS' if allok else 'FAILURES'} ({time.time() - t0:.1f}s)", flush=True)
     rows = []
     if not args.no_bench:
-        shapes = [(8, 2048, 16, 128, 128), (4, 4096, 16, 128, 128), (2, 8192, 16, 128, 128),
-                  (1, 16384, 16, 128, 128), (8, 2048, 32, 64, 64), (4, 2048, 8, 64, 128)]
+        shapes = [tuple(map(int, spec.split(","))) for spec in args.shapes.split(";")]
         rows = run_bench(shapes, dev, not args.no_fla)
         print("\n| B | T | H | K | V | ours fwd | fla fwd | sdpa fwd | ours f+b | fla f+b | sdpa f+b | fwd x fla | f+b x fla |")
         for r in rows:
