@@ -312,9 +312,15 @@ __device__ __forceinline__ void invert_diagonal_blocks(const float* L, int ldl, 
     float colv[16];
 #pragma unroll
     for (int r = 0; r < 16; ++r) {
+      float lr[16];  // the row's 16 entries of the block as four 16-byte loads (ldl % 4 == 0)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float4 v = *reinterpret_cast<const float4*>(L + (base + r) * ldl + base + 4 * q);
+        lr[4 * q] = v.x, lr[4 * q + 1] = v.y, lr[4 * q + 2] = v.z, lr[4 * q + 3] = v.w;
+      }
       float a = r == col ? 1.f : 0.f;
 #pragma unroll
-      for (int m = 0; m < r; ++m) a -= L[(base + r) * ldl + base + m] * colv[m];
+      for (int m = 0; m < r; ++m) a -= lr[m] * colv[m];
       colv[r] = r < col ? 0.f : a;
     }
 #pragma unroll
@@ -327,6 +333,20 @@ __device__ __forceinline__ void fma4(float4& s, float x, const float4& y) {
   s.y = fmaf(x, y.y, s.y);
   s.z = fmaf(x, y.z, s.z);
   s.w = fmaf(x, y.w, s.w);
+}
+// s += sum_{m < 16} x_m y(m), in that order: x as four quads xq(0..3) (16-byte loads), the terms
+// in batches of four whose loads are issued together (one at a time, each term waited for its
+// own loads: the inverse is latency-bound).
+template <class XQ, class Y>
+__device__ __forceinline__ void dot16(float4& s, XQ xq, Y y) {
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const float4 x = xq(q), y0 = y(4 * q), y1 = y(4 * q + 1), y2 = y(4 * q + 2), y3 = y(4 * q + 3);
+    fma4(s, x.x, y0);
+    fma4(s, x.y, y1);
+    fma4(s, x.z, y2);
+    fma4(s, x.w, y3);
+  }
 }
 // A = (I + L)^-1 for a strictly lower-triangular C x C fp32 matrix L, both in shared memory:
 // L with leading dimension ldl, A's element (i, j) at A[ai(i, j)], where ai keeps 4-aligned

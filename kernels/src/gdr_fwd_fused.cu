@@ -63,6 +63,14 @@ struct FusedMaps {
 // row's index mod 8 (fragment reads of 8 rows at one column then spread over the banks).
 __device__ __forceinline__ int a_at(int i, int j) { return i * kC + (j ^ ((i & 7) << 2)); }
 
+constexpr float kLog2e = 1.4426950408889634f;
+// 2^x (ex2.approx.ftz: results below 2^-126 flush to zero; the decays it forms are <= 1)
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 1, 128;\n" ::: "memory"); }
 
 // A = (I + L)^-1 by the producer's 128 threads, in fp32 (L with stride kLDL, A at a_at): the
@@ -75,21 +83,20 @@ __device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 1, 128;
 __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, float* tri, int tid) {
   auto A4 = [&](int i, int j) -> float4& { return *reinterpret_cast<float4*>(A + a_at(i, j)); };
   auto T4 = [&](int blk, int r, int c) -> float4& { return *reinterpret_cast<float4*>(tri + (blk << 8) + (r << 4) + c); };
+  // quads of a row of L (16 consecutive entries from col0) or of A (a_at keeps quads whole)
+  auto lq = [&](int row, int col0) { return [=](int q) { return *reinterpret_cast<const float4*>(L + row * kLDL + col0 + 4 * q); }; };
+  auto aq = [&](int row, int col0) { return [=](int q) { return *reinterpret_cast<const float4*>(A + a_at(row, col0 + 4 * q)); }; };
   invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid, 128);
   producer_sync();
   const int r = (tid >> 2) & 15, c = (tid & 3) * 4;
   {  // blocks (1,0) and (3,2): item tid, pair p = tid / 64
-    const int b = 2 * (tid >> 6);
-    const float* Lr = L + (16 * (b + 1) + r) * kLDL + 16 * b;
+    const int p = tid >> 6, b = 2 * p;
     float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-    for (int m = 0; m < 16; ++m) fma4(s, Lr[m], A4(16 * b + m, 16 * b + c));
-    T4(tid >> 6, r, c) = s;
+    dot16(s, lq(16 * (b + 1) + r, 16 * b), [&](int m) { return A4(16 * b + m, 16 * b + c); });
+    T4(p, r, c) = s;
     producer_sync();
     float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-    const float* Ar = A + 16 * (b + 1) * kC;  // rows of block b + 1 (a_at's swizzle is per row)
-#pragma unroll
-    for (int m = 0; m < 16; ++m) fma4(a, Ar[a_at(r, 16 * (b + 1) + m)], T4(tid >> 6, m, c));
+    dot16(a, aq(16 * (b + 1) + r, 16 * (b + 1)), [&](int m) { return T4(p, m, c); });
     A4(16 * (b + 1) + r, 16 * b + c) = make_float4(-a.x, -a.y, -a.z, -a.w);
     producer_sync();
   }
@@ -97,11 +104,9 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, flo
 #pragma unroll
   for (int e = tid; e < 256; e += 128) {  // T_ij = sum_{k=j}^{1} L_ik A_kj
     const int blk = e >> 6, bi = 2 + (blk >> 1), bj = blk & 1;
-    const float* Lr = L + (16 * bi + r) * kLDL;
     float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int kb = bj; kb < 2; ++kb)
-#pragma unroll
-      for (int mm = 0; mm < 16; ++mm) fma4(s, Lr[16 * kb + mm], A4(16 * kb + mm, 16 * bj + c));
+      dot16(s, lq(16 * bi + r, 16 * kb), [&](int m) { return A4(16 * kb + m, 16 * bj + c); });
     T4(blk, r, c) = s;
   }
   producer_sync();
@@ -111,8 +116,7 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, flo
     const int row = 16 * bi + r;
     float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int mb = 2; mb <= bi; ++mb)
-#pragma unroll
-      for (int mm = 0; mm < 16; ++mm) fma4(a, A[a_at(row, 16 * mb + mm)], T4(2 * (mb - 2) + bj, mm, c));
+      dot16(a, aq(row, 16 * mb), [&](int m) { return T4(2 * (mb - 2) + bj, m, c); });
     A4(row, 16 * bj + c) = make_float4(-a.x, -a.y, -a.z, -a.w);
   }
   producer_sync();
@@ -218,7 +222,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
         if (lane >= o) x += y;
       }
       const float G0 = x - s2 + g0, G1 = x;
-      gW[2 * lane] = G0, gW[2 * lane + 1] = G1;
+      gW[2 * lane] = G0 * kLog2e, gW[2 * lane + 1] = G1 * kLog2e;
       bW[2 * lane] = b0, bW[2 * lane + 1] = b1;
       if (warp == 0) {  // for the consumers (G) and the fragments of u and w (after later barriers)
         gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
@@ -235,6 +239,12 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     float acc[32];
     {
       float qk[32];
+      float gc[16];  // G log2(e) at the thread's 16 columns c = 8 j + 2 t (+ 1), loaded while the products run
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float2 v = *reinterpret_cast<const float2*>(gW + 8 * j + 2 * t);
+        gc[2 * j] = v.x, gc[2 * j + 1] = v.y;
+      }
       wg::fence();
 #pragma unroll
       for (int s = 0; s < K / 16; ++s)
@@ -254,8 +264,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int c = 8 * j + 2 * t;
-          const float x0 = gi - gW[c], x1 = gi - gW[c + 1];
-          const float d0 = __expf(c <= i ? x0 : 0.f), d1 = __expf(c + 1 <= i ? x1 : 0.f);
+          const float d0 = ex2(c <= i ? gi - gc[2 * j] : 0.f), d1 = ex2(c + 1 <= i ? gi - gc[2 * j + 1] : 0.f);
           const float l0 = c < i ? bi * d0 * acc[4 * j + 2 * h] : 0.f;
           const float l1 = c + 1 < i ? bi * d1 * acc[4 * j + 2 * h + 1] : 0.f;
           *reinterpret_cast<float2*>(Ls + i * kLDL + c) = make_float2(l0, l1);
