@@ -12,7 +12,7 @@
 //     fragments (u over the v tile in place), Aqk = tril(Q K^T * e^{G_i - G_j}),
 // and hands the chunk to the consumers, which run the split scan's chunk step (fwd_chunk_wg)
 // on it while the producer forms the next one. The producer gives up registers to the
-// consumers (setmaxnreg): it holds one 64 x 64 accumulator, they hold the state.
+// consumers (setmaxnreg): it holds at most two 64 x 64 accumulators, they hold the state.
 //
 // Rounding differs from the split path in one place: prep rounds A to the input type and scales
 // K's and V's rows in fp32 before their rounding; here A's columns are scaled in fp32 and
