@@ -71,6 +71,9 @@ fn conv_forward_and_backward_match_torch() {
     // shape errors come back as errors
     assert!(b.c2.try_forward(&Tensor::zeros([2, 3, 7, 7], tch::kind::FLOAT_CPU)).is_err());
     assert!(b.c3.try_forward(&Tensor::zeros([2, 4, 4], tch::kind::FLOAT_CPU)).is_err(), "conv3d needs 3 spatial dims");
+    // random inits draw from libtorch's global generator: under the lock, so that they cannot
+    // shift another test's seeded init running on a parallel thread
+    let _lock = engram_core::seed::global_rng_lock();
     let small = Conv::new(nn::VarStore::new(Device::Cpu).root(), ConvConfig::conv1d(3, 3, 5)).unwrap();
     assert!(small.try_forward(&Tensor::zeros([1, 3, 4], tch::kind::FLOAT_CPU)).is_err(), "shorter than the kernel");
     assert!(b.bil.try_forward(&g.get("bil.x1"), &g.get("bil.x1")).is_err());
@@ -164,6 +167,7 @@ fn lora_starts_as_a_no_op_trains_only_the_adapter_and_merges_exactly() {
     use engram_layers::lora::{LoraConfig, LoraLinear};
     use engram_layers::LinearConfig;
     use tch::nn::ModuleT;
+    let _lock = engram_core::seed::global_rng_lock();  // random draws: see conv_forward_and_backward_match_torch
     let vs = nn::VarStore::new(Device::Cpu);
     let l = LoraLinear::new(vs.root() / "fc", LoraConfig { base: LinearConfig::new(6, 5), rank: 2, alpha: 8.0, dropout: 0.0 }).unwrap();
     let x = Tensor::randn([4, 6], tch::kind::FLOAT_CPU);
