@@ -87,6 +87,7 @@ fn activations_and_their_gradients_match_torch() {
 
 #[test]
 fn swiglu_ffn_matches_llama_mlp() {
+    let _rng = engram_core::seed::global_rng_lock();  // random inits: see the embedding test
     let g = Golden::load("layers.safetensors");
     let vs = nn::VarStore::new(Device::Cpu);
     let f = GatedFfn::new(vs.root() / "ffn", GatedFfnConfig::swiglu(8, 12)).unwrap();
@@ -102,6 +103,8 @@ fn swiglu_ffn_matches_llama_mlp() {
 fn embedding_init_is_bit_identical_to_torch_and_sinusoidal_table_matches() {
     let g = Golden::load("layers.safetensors");
     {
+        // every test of this file that draws from libtorch's global generator holds this lock, so
+        // that none shifts the seeded init compared here from a parallel thread
         let _g = engram_core::seed::global_rng_lock();
         tch::manual_seed(7);
         let vs = nn::VarStore::new(Device::Cpu);
@@ -128,6 +131,7 @@ fn load_attention(g: &Golden, vs: &nn::VarStore, rope: bool) -> MultiHeadAttenti
 
 #[test]
 fn gqa_attention_with_rope_matches_reference_for_every_mask() {
+    let _rng = engram_core::seed::global_rng_lock();  // random inits: see the embedding test
     let g = Golden::load("attention.safetensors");
     let vs = nn::VarStore::new(Device::Cpu);
     let a = load_attention(&g, &vs, true);
@@ -152,6 +156,7 @@ fn gqa_attention_with_rope_matches_reference_for_every_mask() {
 
 #[test]
 fn rope_at_offset_and_scaled_sdpa_match_reference() {
+    let _rng = engram_core::seed::global_rng_lock();  // random inits: see the embedding test
     let g = Golden::load("attention.safetensors");
     let rope = Rope::new(8, RopeConfig::default()).unwrap();
     close32("rope", &rope.apply(&g.get("rope.x"), 3).unwrap(), &g.get("rope.y_start3"));
@@ -164,6 +169,7 @@ fn rope_at_offset_and_scaled_sdpa_match_reference() {
 
 #[test]
 fn bad_attention_inputs_are_errors_not_aborts() {
+    let _rng = engram_core::seed::global_rng_lock();  // random inits: see the embedding test
     let f = tch::kind::FLOAT_CPU;
     let q = Tensor::zeros([1, 3, 4, 8], f);
     let kv = Tensor::zeros([1, 2, 4, 8], f);
@@ -183,6 +189,7 @@ fn bad_attention_inputs_are_errors_not_aborts() {
 
 #[test]
 fn fully_masked_queries_give_zero_output() {
+    let _rng = engram_core::seed::global_rng_lock();  // random inits: see the embedding test
     let f = tch::kind::FLOAT_CPU;
     let q = Tensor::randn([1, 1, 2, 4], f);
     let keep = Tensor::from_slice(&[false, false]).view([1, 2]);
