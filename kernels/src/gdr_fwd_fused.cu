@@ -22,7 +22,6 @@
 // on chunk n - 1, the producer forms chunk n and chunk n + 1's tiles are in flight; the
 // producer reuses chunk n - 2's slots once the consumers have signalled they are past it.
 #include <c10/util/Exception.h>
-#include <algorithm>
 #include "gdr.h"
 #include "gdr_common.cuh"
 #include "gdr_mma.cuh"
@@ -42,6 +41,7 @@ constexpr int kConsumerRegs = 192;  // budget at one block per SM (neither spill
 template <int K>
 struct FusedLayout {
   static constexpr int VC = 64 * kNWG, kIn = 3, kOut = 2;
+  static_assert(kIn == kOut + 1, "chunk n + 1's input reuses chunk n - kOut's slot, freed with its output");
   // input slot: q, k [C x K], the block's columns of v [C x VC] (u once the producer is done)
   static constexpr int q = 0, k = q + 2 * kC * K, v = k + 2 * kC * K, in_bytes = v + 2 * kC * VC;
   // output slot: w [C x K], Aqk [C x C], G [C]. The inverse's fp32 A [C x C] (16 KB) lives in w's
@@ -208,8 +208,8 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     unsigned char* out = fb.out(n);
     float* gS = reinterpret_cast<float*>(out + L::g);
     float* Af = reinterpret_cast<float*>(out + L::af);
-    // chunk n - 2's slots (chunk n + 1's input, chunk n's output) are free once the consumers are past it
-    if (n >= 2) tma::wait(&fb.done[n % 2], ((n >> 1) + 1) & 1);
+    // chunk n - kOut's slots (chunk n + 1's input, chunk n's output) are free once the consumers are past it
+    if (n >= L::kOut) tma::wait(&fb.done[n % L::kOut], ((n - L::kOut) / L::kOut) & 1);
     if (tid == 0 && n + 1 < NT) fetch(n + 1);
     {  // G: inclusive scan of the 64 log decays, two per lane, in every warp
       const float g0 = gn[0], g1 = gn[1], b0 = bn[0], b1 = bn[1];
@@ -294,19 +294,22 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       }
     };
     auto same = [](int, int, float x) { return x; };
-    // u = (A diag(beta)) V, one 64-column slab at a time, over v in place
-    fragments(bS);
-#pragma unroll
-    for (int h = 0; h < kNWG; ++h) {
+    // acc = F x (the 64-column slab of a C-row tile at `slab`, MN-major), waited for
+    auto slab_product = [&](const unsigned char* slab) {
       wg::pin<4 * kC / 16>(&F[0][0]);
       wg::fence();
 #pragma unroll
-      for (int s = 0; s < kC / 16; ++s)
-        wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(in + L::v + h * kC * 128, kC, s), s);
+      for (int s = 0; s < kC / 16; ++s) wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(slab, kC, s), s);
       wg::commit();
       wg::wait<0>();
       wg::pin<32>(acc);
       wg::pin<4 * kC / 16>(&F[0][0]);
+    };
+    // u = (A diag(beta)) V, one 64-column slab at a time, over v in place
+    fragments(bS);
+#pragma unroll
+    for (int h = 0; h < kNWG; ++h) {
+      slab_product(in + L::v + h * kC * 128);
       producer_sync();  // the group's product has read the slab
       store_swizzled<T>(in + L::v, 64 * h, acc, same);
     }
@@ -315,15 +318,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     producer_sync();  // A is read: w may overwrite it
 #pragma unroll
     for (int h = 0; h < K / 64; ++h) {
-      wg::pin<4 * kC / 16>(&F[0][0]);
-      wg::fence();
-#pragma unroll
-      for (int s = 0; s < kC / 16; ++s)
-        wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(in + L::k + h * kC * 128, kC, s), s);
-      wg::commit();
-      wg::wait<0>();
-      wg::pin<32>(acc);
-      wg::pin<4 * kC / 16>(&F[0][0]);
+      slab_product(in + L::k + h * kC * 128);
       store_swizzled<T>(out + L::w, 64 * h, acc, same);
     }
     wg::fence_smem();  // the consumers' wgmma reads what these threads wrote
