@@ -61,12 +61,13 @@ bool scan_mma_applies(DType dt, const Params& p);
 // (or smem) disables them.
 bool scan_wg_applies(DType dt, const Params& p);
 bool launch_scan_wg(DType dt, const Params& p, cudaStream_t s, bool bwd);
-// The forward without saved intermediates fused into one kernel (gdr_fwd_fused.cu): 16-bit
-// inputs, K in {64, 128}, V a multiple of 128, on sm_90, when p.save is false and there are at
-// least 3/4 as many (batch, head, 128 columns) as SMs. ENGRAM_GDR_FUSED=0|1 disables or forces
-// it; the knobs that disable the wgmma scans or the register prep disable it too.
+// The forward fused into one kernel (gdr_fwd_fused.cu): 16-bit inputs, K in {64, 128}, V a
+// multiple of 128, on sm_90, when there are at least 3/4 as many (batch, head, 128 columns) as
+// SMs. With p.save it writes gc, A16, Aqk, w, h and X (what the backward reads; A16 only, so
+// only where chunk_mma_applies). ENGRAM_GDR_FUSED=0|1 disables or forces it; the knobs that
+// disable the wgmma scans or the register prep disable it too.
 bool fwd_fused_applies(DType dt, const Params& p);
-bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s);  // o, ht; false: not applicable
+bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s);  // o, ht (+ saved); false: not applicable
 // The register-resident gradient stage (gdr_grad_mma.cu) for 16-bit inputs with K, V in {64, 128};
 // false when it does not apply (gdr_bwd_grad.cu runs instead). ENGRAM_GDR_GRAD=smem disables it.
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);

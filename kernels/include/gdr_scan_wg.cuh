@@ -1,13 +1,16 @@
 // The forward chunk step with warpgroup products (sm_90a wgmma), shared by the split forward
 // scan (gdr_scan_wg.cu: its tiles arrive by TMA from prep's outputs) and the fused forward
-// (gdr_fwd_fused.cu: a producer warpgroup forms them in shared memory).
+// (gdr_fwd_fused.cu: a producer warpgroup forms A and Aqk in shared memory).
 //
 // Per chunk, for a warpgroup's 64 columns of V with S^T [64 v x K] in its accumulators:
 //   X^T = u^T - S^T w^T,  O = scale (e^G (Q S) + Aqk X),  S^T <- e^{G_last} S^T + (X^T e^{G_last-G}) K
-// with the roundings of fwd_scan_mma (gdr_scan_mma.cu). Warp w of the group owns rows
-// 16w..16w+15 (the mma.sync layout), so accumulators become A fragments with `acc_to_a`.
-// O^T, X^T and S^T come out with v as rows; they are stored as O, X and h (rows c or k) in
-// 4-byte pairs after one shuffle with the neighbouring row.
+// with the roundings of fwd_scan_mma (gdr_scan_mma.cu). The fused forward forms X from v instead
+// of u and w (FromV): u - w S = A diag(beta) (V - e^G (K S)), so
+//   X^T = (V^T - (S^T K^T) e^G) (A diag(beta))^T,
+// one more 64 x 64 x 64 product here and none of u's and w's C x C x (K + V) in its producer.
+// Warp w of the group owns rows 16w..16w+15 (the mma.sync layout), so accumulators become A
+// fragments with `acc_to_a`. O^T, X^T and S^T come out with v as rows; they are stored as O, X
+// and h (rows c or k) in 4-byte pairs after one shuffle with the neighbouring row.
 #pragma once
 #include "gdr.h"
 #include "gdr_common.cuh"
@@ -37,10 +40,12 @@ __device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* a
 }
 
 // One chunk's tiles in shared memory, 16-bit ones 128-byte swizzled and 1024-aligned: q, k, w
-// [C x K], Aqk [C x C], the block's columns of u [C x 64 NWG]; G [C] fp32.
+// [C x K], Aqk [C x C], the block's columns of u [C x 64 NWG]; G [C] fp32. FromV: w is unused,
+// u holds the block's columns of v and ab is A diag(beta) [C x C].
 struct FwdChunkTiles {
   const unsigned char *q, *k, *w, *a, *u;
   const float* g;
+  const unsigned char* ab = nullptr;
 };
 
 // Chunk c (first row t0, per-chunk index cidx) of the forward scan for the calling warpgroup:
@@ -49,7 +54,7 @@ struct FwdChunkTiles {
 // (a constant false lets the compiler drop X's registers after the state update's operands).
 // vw: the warp's first column inside the block (whose first column of V is v0). mid() runs once
 // the chunk's first products are issued (the split scan requests a later chunk's tiles there).
-template <class T, int K, class Mid>
+template <class T, int K, bool FromV = false, class Mid>
 __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles& tl, const Params& p, bool save,
                                              int64_t cidx, int b, int hh, int v0, int vw, int t0, Mid mid) {
   using mma::acc_to_a;
@@ -58,7 +63,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   const int V = p.V, H = p.H, Lc = min(kC, p.T - t0);
   const float* gS = tl.g;
   const float gl = gS[kC - 1], Gam = __expf(gl);
-  // u's element (row r, block column v)
+  // u's (or v's) element (row r, block column v)
   auto u_at = [&](int r, int v) { return to_f(*reinterpret_cast<const T*>(tl.u + wg::sw128_offset(r, v, kC))); };
 
   uint32_t SA[KS][4];
@@ -71,7 +76,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   wg::pin<KS * 4>(&SA[0][0]);
   wg::fence();
 #pragma unroll
-  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], wg::desc_kmajor(tl.w, kC, s), s);
+  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], wg::desc_kmajor(FromV ? tl.k : tl.w, kC, s), s);
   wg::commit();
 #pragma unroll
   for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(tl.q, kC, s), s);
@@ -79,31 +84,65 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   mid();
   wg::wait<1>();
   wg::pin<CT * 4>(&X[0][0]);
+  // O^T columns are chunk rows: e^G scales them before Aqk X joins; the state decays by e^{G_last}
+  auto decay_o_and_state = [&] {
 #pragma unroll
-  for (int j = 0; j < CT; ++j) {
-    const int r = 8 * j + 2 * t, col = vw + g;
-    X[j][0] = u_at(r, col) - X[j][0];
-    X[j][1] = u_at(r + 1, col) - X[j][1];
-    X[j][2] = u_at(r, col + 8) - X[j][2];
-    X[j][3] = u_at(r + 1, col + 8) - X[j][3];
-  }
+    for (int j = 0; j < CT; ++j) {
+      const float e0 = __expf(gS[8 * j + 2 * t]), e1 = __expf(gS[8 * j + 2 * t + 1]);
+      O[j][0] *= e0, O[j][1] *= e1, O[j][2] *= e0, O[j][3] *= e1;
+    }
+#pragma unroll
+    for (int j = 0; j < KT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S[j][e] *= Gam;
+  };
   uint32_t XA[CS][4], XD[CS][4];  // X^T, and X^T e^{G_last - G} for the state update
+  if constexpr (FromV) {
+    // D^T = V^T - (S^T K^T) e^G in place, then X^T = D^T (A diag(beta))^T while O's product ends
 #pragma unroll
-  for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
-  mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
-  wg::wait<0>();
-  wg::pin<KS * 4>(&SA[0][0]);
-  wg::pin<CT * 4>(&O[0][0]);
-  // O^T columns are chunk rows: e^G scales them before Aqk X joins
+    for (int j = 0; j < CT; ++j) {
+      const int r = 8 * j + 2 * t, col = vw + g;
+      const float e0 = __expf(gS[r]), e1 = __expf(gS[r + 1]);
+      X[j][0] = u_at(r, col) - e0 * X[j][0];
+      X[j][1] = u_at(r + 1, col) - e1 * X[j][1];
+      X[j][2] = u_at(r, col + 8) - e0 * X[j][2];
+      X[j][3] = u_at(r + 1, col + 8) - e1 * X[j][3];
+    }
+    uint32_t DA[CS][4];
 #pragma unroll
-  for (int j = 0; j < CT; ++j) {
-    const float e0 = __expf(gS[8 * j + 2 * t]), e1 = __expf(gS[8 * j + 2 * t + 1]);
-    O[j][0] *= e0, O[j][1] *= e1, O[j][2] *= e0, O[j][3] *= e1;
+    for (int s = 0; s < CS; ++s) acc_to_a<T>(DA[s], X[2 * s], X[2 * s + 1]);
+    wg::pin<CS * 4>(&DA[0][0]);
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < CS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], DA[s], wg::desc_kmajor(tl.ab, kC, s), s);
+    wg::commit();
+    wg::wait<1>();
+    wg::pin<KS * 4>(&SA[0][0]);
+    wg::pin<CT * 4>(&O[0][0]);
+    decay_o_and_state();
+    wg::wait<0>();
+    wg::pin<CT * 4>(&X[0][0]);
+    wg::pin<CS * 4>(&DA[0][0]);
+#pragma unroll
+    for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+    mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
+  } else {
+#pragma unroll
+    for (int j = 0; j < CT; ++j) {
+      const int r = 8 * j + 2 * t, col = vw + g;
+      X[j][0] = u_at(r, col) - X[j][0];
+      X[j][1] = u_at(r + 1, col) - X[j][1];
+      X[j][2] = u_at(r, col + 8) - X[j][2];
+      X[j][3] = u_at(r + 1, col + 8) - X[j][3];
+    }
+#pragma unroll
+    for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
+    mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
+    wg::wait<0>();
+    wg::pin<KS * 4>(&SA[0][0]);
+    wg::pin<CT * 4>(&O[0][0]);
+    decay_o_and_state();
   }
-#pragma unroll
-  for (int j = 0; j < KT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) S[j][e] *= Gam;
   wg::pin<KT * 4>(&S[0][0]);
   wg::pin<CT * 4>(&O[0][0]);
   wg::pin<CS * 4>(&XA[0][0]);

@@ -1,25 +1,28 @@
-// The forward without saved intermediates (no gradient wanted), fused: prep's work and the
-// sequential scan in one kernel, so w, u and Aqk never leave shared memory (the split kernels
-// write them and read them back: about 0.74 GB at (8,2048,16,128), against 0.27 GB for q, k, v
-// and o alone).
+// The forward fused: prep's work and the sequential scan in one kernel, so u and w are never
+// formed in memory and A and Aqk never leave shared memory unless the backward needs them (the
+// split kernels write w, u and Aqk and read them back: about 0.74 GB at (8,2048,16,128), against
+// 0.27 GB for q, k, v and o alone).
 //
 // One block per (batch, head, 128 columns of V): warpgroup 0 is the producer, warpgroups 1 and
 // 2 the consumers (64 columns each). Per chunk the producer
 //   - requests the next chunk's q, k and the block's v columns (TMA, 128-byte swizzled boxes),
 //   - forms G (the chunk-local cumulative log decay) and K K^T (wgmma, both operands in shared
 //     memory), L = strict-lower(beta_i e^{G_i - G_j} K K^T) and A = (I + L)^-1 in fp32,
-//   - u = (A diag(beta)) V and w = (A diag(beta e^G)) K with A's scaled columns as register
-//     fragments (u over the v tile in place), Aqk = tril(Q K^T * e^{G_i - G_j}),
-// and hands the chunk to the consumers, which run the split scan's chunk step (fwd_chunk_wg)
-// on it while the producer forms the next one. The producer gives up registers to the
-// consumers (setmaxnreg): it holds at most two 64 x 64 accumulators, they hold the state.
+//   - writes A diag(beta) and Aqk = tril(Q K^T * e^{G_i - G_j}) as 16-bit tiles,
+// and hands the chunk to the consumers, which run the split scan's chunk step with X formed from
+// v (fwd_chunk_wg<FromV>: X = A diag(beta) (V - e^G K S) = u - w S) while the producer forms
+// the next one. The producer gives up registers to the consumers (setmaxnreg): it holds at most
+// two 64 x 64 accumulators, they hold the state.
 //
-// Rounding differs from the split path in one place: prep rounds A to the input type and scales
-// K's and V's rows in fp32 before their rounding; here A's columns are scaled in fp32 and
-// rounded once for u and once for w. Both are within the bf16/fp16 tolerances of gdr_check.
+// With Save (a training forward) it also writes what the backward reads: G, A (rounded to T),
+// Aqk and w = (A diag(beta e^G)) K per chunk, and the consumers store h and X.
 //
-// Rings: 3 input slots (q, k, v -> u) and 2 output slots (w, Aqk, G). While the consumers work
-// on chunk n - 1, the producer forms chunk n and chunk n + 1's tiles are in flight; the
+// Rounding differs from the split path: there u and w are rounded to T and X = u - w S; here
+// D = V - e^G K S is rounded to T before A diag(beta) (rounded once) multiplies it. Both are
+// within the bf16/fp16 tolerances of gdr_check.
+//
+// Rings: 3 input slots (q, k, v) and 2 output slots (A diag(beta), Aqk, G). While the consumers
+// work on chunk n - 1, the producer forms chunk n and chunk n + 1's tiles are in flight; the
 // producer reuses chunk n - 2's slots once the consumers have signalled they are past it.
 #include <c10/util/Exception.h>
 #include "gdr.h"
@@ -42,17 +45,17 @@ template <int K>
 struct FusedLayout {
   static constexpr int VC = 64 * kNWG, kIn = 3, kOut = 2;
   static_assert(kIn == kOut + 1, "chunk n + 1's input reuses chunk n - kOut's slot, freed with its output");
-  // input slot: q, k [C x K], the block's columns of v [C x VC] (u once the producer is done)
+  // input slot: q, k [C x K], the block's columns of v [C x VC]
   static constexpr int q = 0, k = q + 2 * kC * K, v = k + 2 * kC * K, in_bytes = v + 2 * kC * VC;
-  // output slot: w [C x K], Aqk [C x C], G [C]. The inverse's fp32 A [C x C] (16 KB) lives in w's
-  // place until w is written where w is as large (K = 128), else in a region of its own.
-  static constexpr bool a_in_w = 2 * kC * K >= 4 * kC * kC;
-  static constexpr int w = 0, a = 2 * kC * K, af = a_in_w ? w : a + 2 * kC * kC,
-                       g = a_in_w ? a + 2 * kC * kC : af + 4 * kC * kC, out_bytes = (g + 4 * kC + 1023) / 1024 * 1024;
-  // shared by all chunks: L [C x kLDL] fp32, beta and beta e^G [C] fp32, the inverse's scratch
-  // (1024 floats), each producer warp's copy of G and beta [2 x C] fp32, the barriers
-  static constexpr int ins = 0, outs = ins + kIn * in_bytes, lmat = outs + kOut * out_bytes, vec = lmat + 4 * kC * kLDL,
-                       tri = vec + 8 * kC, gw = tri + 4 * 1024, bars = gw + 4 * 8 * kC, bytes = bars + 8 * (kIn + 2 * kOut);
+  // output slot: A diag(beta) [C x C], Aqk [C x C], G [C]
+  static constexpr int ab = 0, a = ab + 2 * kC * kC, g = a + 2 * kC * kC, out_bytes = (g + 4 * kC + 1023) / 1024 * 1024;
+  // shared by all chunks: the inverse's fp32 A [C x C] (with Save, w [C x K] is staged there once
+  // A's fragments are read), L [C x kLDL] fp32, beta e^G [C] fp32, the inverse's scratch (1024
+  // floats), each producer warp's copy of G and beta [2 x C] fp32, the barriers
+  static_assert(2 * kC * K <= 4 * kC * kC, "w's staging fits in A's place");
+  static constexpr int ins = 0, outs = ins + kIn * in_bytes, af = outs + kOut * out_bytes, lmat = af + 4 * kC * kC,
+                       vec = lmat + 4 * kC * kLDL, tri = vec + 4 * kC, gw = tri + 4 * 1024, bars = gw + 4 * 8 * kC,
+                       bytes = bars + 8 * (kIn + 2 * kOut);
 };
 
 struct FusedMaps {
@@ -170,14 +173,67 @@ struct FusedBlock {
   __device__ unsigned char* out(int n) const { return sm + L::outs + (n % L::kOut) * L::out_bytes; }
 };
 
+// Copies a swizzled C-row tile of `cols` 16-bit columns to dst [C x cols] in 16-byte row chunks.
+__device__ __forceinline__ void copy_tile_out(const unsigned char* tile, void* dst, int cols) {
+  const int tid = threadIdx.x & 127, per_row = cols / 8;
+  for (int e = tid; e < kC * per_row; e += 128) {
+    const int i = e / per_row, c = (e % per_row) * 8;
+    *reinterpret_cast<uint4*>(static_cast<unsigned char*>(dst) + ((int64_t)i * cols + c) * 2) =
+        *reinterpret_cast<const uint4*>(tile + wg::sw128_offset(i, c, kC));
+  }
+}
+
+// With Save, what the backward reads besides G and A: w = (A diag(beta e^G)) K, formed with A's
+// scaled columns as the A fragments of the warp's 16 rows and staged over A, and Aqk.
 template <class T, int K>
+__device__ __forceinline__ void save_w_and_aqk(const Params& p, const FusedBlock<K>& fb, const unsigned char* in,
+                                               const unsigned char* out, int64_t cidx) {
+  using L = FusedLayout<K>;
+  const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  float* Af = reinterpret_cast<float*>(fb.sm + L::af);
+  const float* sc = reinterpret_cast<const float*>(fb.sm + L::vec);
+  uint32_t F[kC / 16][4];
+  const int r = 16 * warp + g;
+#pragma unroll
+  for (int s = 0; s < kC / 16; ++s) {
+    const int c = 16 * s + 2 * t;
+    const float2 x00 = *reinterpret_cast<const float2*>(Af + a_at(r, c));
+    const float2 x10 = *reinterpret_cast<const float2*>(Af + a_at(r + 8, c));
+    const float2 x01 = *reinterpret_cast<const float2*>(Af + a_at(r, c + 8));
+    const float2 x11 = *reinterpret_cast<const float2*>(Af + a_at(r + 8, c + 8));
+    F[s][0] = mma::pack<T>(x00.x * sc[c], x00.y * sc[c + 1]);
+    F[s][1] = mma::pack<T>(x10.x * sc[c], x10.y * sc[c + 1]);
+    F[s][2] = mma::pack<T>(x01.x * sc[c + 8], x01.y * sc[c + 9]);
+    F[s][3] = mma::pack<T>(x11.x * sc[c + 8], x11.y * sc[c + 9]);
+  }
+  producer_sync();  // A is read: w's staging may overwrite it
+  unsigned char* wst = fb.sm + L::af;
+  float acc[32];
+#pragma unroll
+  for (int h = 0; h < K / 64; ++h) {
+    wg::pin<4 * kC / 16>(&F[0][0]);
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < kC / 16; ++s) wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(in + L::k + h * kC * 128, kC, s), s);
+    wg::commit();
+    wg::wait<0>();
+    wg::pin<32>(acc);
+    wg::pin<4 * kC / 16>(&F[0][0]);
+    store_swizzled<T>(wst, 64 * h, acc, [](int, int, float x) { return x; });
+  }
+  producer_sync();  // w is staged
+  copy_tile_out(wst, static_cast<T*>(p.w) + cidx * kC * K, K);
+  copy_tile_out(out + L::a, static_cast<T*>(p.Aqk) + cidx * kC * kC, kC);
+}
+
+template <class T, int K, bool Save>
 __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, const FusedBlock<K>& fb) {
   using L = FusedLayout<K>;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int NT = p.NT, b = fb.b, hh = fb.hh;
   float* Ls = reinterpret_cast<float*>(fb.sm + L::lmat);
-  float* bS = reinterpret_cast<float*>(fb.sm + L::vec);
-  float* bgS = bS + kC;
+  float* Af = reinterpret_cast<float*>(fb.sm + L::af);
+  float* bgS = reinterpret_cast<float*>(fb.sm + L::vec);
   auto fetch = [&](int n) {
     unsigned char* s = fb.in(n);
     uint64_t* bar = &fb.full[n % L::kIn];
@@ -207,7 +263,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     unsigned char* in = fb.in(n);
     unsigned char* out = fb.out(n);
     float* gS = reinterpret_cast<float*>(out + L::g);
-    float* Af = reinterpret_cast<float*>(out + L::af);
+    const int64_t cidx = fb.bh * NT + n;  // the chunk's index in the saved per-chunk tensors
     // chunk n - kOut's slots (chunk n + 1's input, chunk n's output) are free once the consumers are past it
     if (n >= L::kOut) tma::wait(&fb.done[n % L::kOut], ((n - L::kOut) / L::kOut) & 1);
     if (tid == 0 && n + 1 < NT) fetch(n + 1);
@@ -224,10 +280,12 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       const float G0 = x - s2 + g0, G1 = x;
       gW[2 * lane] = G0 * kLog2e, gW[2 * lane + 1] = G1 * kLog2e;
       bW[2 * lane] = b0, bW[2 * lane + 1] = b1;
-      if (warp == 0) {  // for the consumers (G) and the fragments of u and w (after later barriers)
+      if (warp == 0) {  // for the consumers (G), and with Save for the backward and w's fragments
         gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
-        bS[2 * lane] = b0, bS[2 * lane + 1] = b1;
-        bgS[2 * lane] = b0 * __expf(G0), bgS[2 * lane + 1] = b1 * __expf(G1);
+        if constexpr (Save) {
+          *reinterpret_cast<float2*>(p.gc + cidx * kC + 2 * lane) = make_float2(G0, G1);
+          bgS[2 * lane] = b0 * __expf(G0), bgS[2 * lane + 1] = b1 * __expf(G1);
+        }
       }
       __syncwarp();
     }
@@ -276,57 +334,28 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     producer_sync();  // L is visible
     invert_in_halvings(Ls, Af, reinterpret_cast<float*>(fb.sm + L::tri), tid);
 
-    // A diag(sc) as the A fragments of the warp's 16 rows for the C/16 k-steps
-    uint32_t F[kC / 16][4];
-    auto fragments = [&](const float* sc) {
-      const int r = 16 * warp + g;
+    // A diag(beta) for the consumers (beta from the warp's own copy: warp 0 may already be
+    // scanning the next chunk), and with Save A itself, rounded, for the backward
 #pragma unroll
-      for (int s = 0; s < kC / 16; ++s) {
-        const int c = 16 * s + 2 * t;
-        const float2 x00 = *reinterpret_cast<const float2*>(Af + a_at(r, c));
-        const float2 x10 = *reinterpret_cast<const float2*>(Af + a_at(r + 8, c));
-        const float2 x01 = *reinterpret_cast<const float2*>(Af + a_at(r, c + 8));
-        const float2 x11 = *reinterpret_cast<const float2*>(Af + a_at(r + 8, c + 8));
-        F[s][0] = mma::pack<T>(x00.x * sc[c], x00.y * sc[c + 1]);
-        F[s][1] = mma::pack<T>(x10.x * sc[c], x10.y * sc[c + 1]);
-        F[s][2] = mma::pack<T>(x01.x * sc[c + 8], x01.y * sc[c + 9]);
-        F[s][3] = mma::pack<T>(x11.x * sc[c + 8], x11.y * sc[c + 9]);
-      }
-    };
-    auto same = [](int, int, float x) { return x; };
-    // acc = F x (the 64-column slab of a C-row tile at `slab`, MN-major), waited for
-    auto slab_product = [&](const unsigned char* slab) {
-      wg::pin<4 * kC / 16>(&F[0][0]);
-      wg::fence();
-#pragma unroll
-      for (int s = 0; s < kC / 16; ++s) wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(slab, kC, s), s);
-      wg::commit();
-      wg::wait<0>();
-      wg::pin<32>(acc);
-      wg::pin<4 * kC / 16>(&F[0][0]);
-    };
-    // u = (A diag(beta)) V, one 64-column slab at a time, over v in place
-    fragments(bS);
-#pragma unroll
-    for (int h = 0; h < kNWG; ++h) {
-      slab_product(in + L::v + h * kC * 128);
-      producer_sync();  // the group's product has read the slab
-      store_swizzled<T>(in + L::v, 64 * h, acc, same);
+    for (int e = tid; e < kC * kC / 8; e += 128) {
+      const int i = e >> 3, c = (e & 7) * 8;
+      const float4 x0 = *reinterpret_cast<const float4*>(Af + a_at(i, c));
+      const float4 x1 = *reinterpret_cast<const float4*>(Af + a_at(i, c + 4));
+      const float4 b0 = *reinterpret_cast<const float4*>(bW + c), b1 = *reinterpret_cast<const float4*>(bW + c + 4);
+      *reinterpret_cast<uint4*>(out + L::ab + wg::sw128_offset(i, c, kC)) =
+          make_uint4(mma::pack<T>(x0.x * b0.x, x0.y * b0.y), mma::pack<T>(x0.z * b0.z, x0.w * b0.w),
+                     mma::pack<T>(x1.x * b1.x, x1.y * b1.y), mma::pack<T>(x1.z * b1.z, x1.w * b1.w));
+      if constexpr (Save)
+        *reinterpret_cast<uint4*>(static_cast<T*>(p.A16) + (cidx * kC + i) * kC + c) =
+            make_uint4(mma::pack<T>(x0.x, x0.y), mma::pack<T>(x0.z, x0.w), mma::pack<T>(x1.x, x1.y), mma::pack<T>(x1.z, x1.w));
     }
-    // w = (A diag(beta e^G)) K
-    fragments(bgS);
-    producer_sync();  // A is read: w may overwrite it
-#pragma unroll
-    for (int h = 0; h < K / 64; ++h) {
-      slab_product(in + L::k + h * kC * 128);
-      store_swizzled<T>(out + L::w, 64 * h, acc, same);
-    }
+    if constexpr (Save) save_w_and_aqk<T, K>(p, fb, in, out, cidx);
     wg::fence_smem();  // the consumers' wgmma reads what these threads wrote
     tma::arrive(&fb.ready[n % L::kOut]);
   }
 }
 
-template <class T, int K>
+template <class T, int K, bool Save>
 __device__ __forceinline__ void consume(const Params& p, const FusedBlock<K>& fb) {
   using L = FusedLayout<K>;
   const int vw = 16 * ((int)(threadIdx.x >> 5) - 4);  // the warp's first column inside the block
@@ -338,15 +367,15 @@ __device__ __forceinline__ void consume(const Params& p, const FusedBlock<K>& fb
     const unsigned char* out = fb.out(n);
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
     tma::wait(&fb.ready[n % L::kOut], (n / L::kOut) & 1);
-    const FwdChunkTiles tl{in + L::q, in + L::k, out + L::w, out + L::a, in + L::v,
-                           reinterpret_cast<const float*>(out + L::g)};
-    fwd_chunk_wg<T, K>(S, tl, p, false, 0, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
+    const FwdChunkTiles tl{in + L::q, in + L::k, nullptr, out + L::a, in + L::v,
+                           reinterpret_cast<const float*>(out + L::g), out + L::ab};
+    fwd_chunk_wg<T, K, true>(S, tl, p, Save, fb.bh * p.NT + n, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
     tma::arrive(&fb.done[n % L::kOut]);
   }
   mma::store_state<K / 8>(p.ht, S, st0, p.V);
 }
 
-template <class T, int K>
+template <class T, int K, bool Save>
 __global__ void __launch_bounds__(128 * (kNWG + 1), 1) fwd_fused(Params p, const __grid_constant__ FusedMaps m) {
   using L = FusedLayout<K>;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -364,10 +393,10 @@ __global__ void __launch_bounds__(128 * (kNWG + 1), 1) fwd_fused(Params p, const
   __syncthreads();
   if (threadIdx.x < 128) {
     regs_dec<kProducerRegs>();
-    produce<T, K>(p, m, fb);
+    produce<T, K, Save>(p, m, fb);
   } else {
     regs_inc<kConsumerRegs>();
-    consume<T, K>(p, fb);
+    consume<T, K, Save>(p, fb);
   }
 }
 
@@ -379,13 +408,19 @@ void run(const Params& p, cudaStream_t s) {
   tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, p.K, p.K / 64);
   tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, p.V, kNWG);
   const int64_t blocks = (int64_t)p.B * p.H * (p.V / FusedLayout<K>::VC);
-  launch_checked(fwd_fused<T, K>, blocks, 128 * (kNWG + 1), FusedLayout<K>::bytes + 1024, s, p, "gdr fused forward", m);
+  if (p.save)
+    launch_checked(fwd_fused<T, K, true>, blocks, 128 * (kNWG + 1), FusedLayout<K>::bytes + 1024, s, p, "gdr fused forward", m);
+  else
+    launch_checked(fwd_fused<T, K, false>, blocks, 128 * (kNWG + 1), FusedLayout<K>::bytes + 1024, s, p, "gdr fused forward", m);
 }
 
 }  // namespace
 
 bool fwd_fused_applies(DType dt, const Params& p) {
-  if (p.save || (p.K != 64 && p.K != 128) || p.V % (64 * kNWG) != 0) return false;
+  if ((p.K != 64 && p.K != 128) || p.V % (64 * kNWG) != 0) return false;
+  // a training forward saves A rounded to T, which is what the backward reads when its register
+  // chunk stages run
+  if (p.save && !chunk_mma_applies(dt, p)) return false;
   if (!scan_wg_applies(dt, p) || knob_says_smem("ENGRAM_GDR_PREP") || knob_is("ENGRAM_GDR_FUSED", "0")) return false;
   if (knob_is("ENGRAM_GDR_FUSED", "1")) return true;
   // One block per (batch, head, 128 columns) runs each head's chunks in sequence; with fewer
