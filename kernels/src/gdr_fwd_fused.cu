@@ -50,11 +50,11 @@ struct FusedLayout {
   // output slot: A diag(beta) [C x C], Aqk [C x C], G [C]
   static constexpr int ab = 0, a = ab + 2 * kC * kC, g = a + 2 * kC * kC, out_bytes = (g + 4 * kC + 1023) / 1024 * 1024;
   // shared by all chunks: the inverse's fp32 A [C x C] (with Save, w [C x K] is staged there once
-  // A's fragments are read), L [C x kLDL] fp32, beta e^G [C] fp32, the inverse's scratch (1024
-  // floats), each producer warp's copy of G and beta [2 x C] fp32, the barriers
+  // A's fragments are read), L [C x kLDL] fp32, beta e^G [C] fp32, each producer warp's copy of
+  // G and beta [2 x C] fp32, the barriers
   static_assert(2 * kC * K <= 4 * kC * kC, "w's staging fits in A's place");
   static constexpr int ins = 0, outs = ins + kIn * in_bytes, af = outs + kOut * out_bytes, lmat = af + 4 * kC * kC,
-                       vec = lmat + 4 * kC * kLDL, tri = vec + 4 * kC, gw = tri + 4 * 1024, bars = gw + 4 * 8 * kC,
+                       vec = lmat + 4 * kC * kLDL, gw = vec + 4 * kC, bars = gw + 4 * 8 * kC,
                        bytes = bars + 8 * (kIn + 2 * kOut);
 };
 
@@ -76,51 +76,93 @@ __device__ __forceinline__ float ex2(float x) {
 
 __device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 1, 128;\n" ::: "memory"); }
 
-// A = (I + L)^-1 by the producer's 128 threads, in fp32 (L with stride kLDL, A at a_at): the
-// diagonal 16 x 16 blocks by forward substitution, then in two halvings instead of the three
-// block diagonals of invert_unit_lower_by (five barriers instead of seven, every thread busy):
-// the sub-diagonal blocks (1,0) and (3,2) of the two 32 x 32 halves, A_{b+1,b} =
-// -A_{b+1,b+1} (L_{b+1,b} A_{b,b}), then the lower-left 32 x 32 quarter,
-// A_{H1,H0} = -A_{H1,H1} (L_{H1,H0} A_{H0,H0}). Each item is one row and four columns (a float4
-// of A or T per term, one scalar of L or A shared by the four). tri: 1024 floats.
-__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, float* tri, int tid) {
-  auto A4 = [&](int i, int j) -> float4& { return *reinterpret_cast<float4*>(A + a_at(i, j)); };
-  auto T4 = [&](int blk, int r, int c) -> float4& { return *reinterpret_cast<float4*>(tri + (blk << 8) + (r << 4) + c); };
-  // quads of a row of L (16 consecutive entries from col0) or of A (a_at keeps quads whole)
-  auto lq = [&](int row, int col0) { return [=](int q) { return *reinterpret_cast<const float4*>(L + row * kLDL + col0 + 4 * q); }; };
-  auto aq = [&](int row, int col0) { return [=](int q) { return *reinterpret_cast<const float4*>(A + a_at(row, col0 + 4 * q)); }; };
+// fp32 operands of the inverse's products as bf16 hi + lo pairs: x0, x1 -> hi = (x0, x1) rounded,
+// lo = the rounding residuals rounded. Three products (hi hi, hi lo, lo hi) carry about 16 bits
+// of mantissa with fp32's range, so the tensor cores can form the halvings without the error of
+// one 16-bit rounding per term.
+struct Split {
+  uint32_t hi, lo;
+};
+__device__ __forceinline__ Split split2(float x0, float x1) {
+  const uint32_t hi = mma::pack<__nv_bfloat16>(x0, x1);
+  const float2 h = mma::unpack<__nv_bfloat16>(hi);
+  return {hi, mma::pack<__nv_bfloat16>(x0 - h.x, x1 - h.y)};
+}
+// The m16n8k16 A fragment of rows r0.., columns c0.. of an fp32 matrix at(i, j) (pairs (j, j + 1)
+// adjacent), as hi and lo.
+template <class At>
+__device__ __forceinline__ void a_split(uint32_t hi[4], uint32_t lo[4], At at, int r0, int c0) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 x = *reinterpret_cast<const float2*>(at(r0 + g + 8 * (e & 1), c0 + 2 * t + 8 * (e >> 1)));
+    const Split sp = split2(x.x, x.y);
+    hi[e] = sp.hi, lo[e] = sp.lo;
+  }
+}
+// acc += X Y with X's fragment (hi, lo) and Y's k16 x n8 block at rows k0, columns n0 of an fp32
+// matrix at(k, n).
+template <class At>
+__device__ __forceinline__ void mma_split(float acc[4], const uint32_t xh[4], const uint32_t xl[4], At at, int k0, int n0) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  const Split b0 = split2(*at(k0 + 2 * t, n0 + g), *at(k0 + 2 * t + 1, n0 + g));
+  const Split b1 = split2(*at(k0 + 2 * t + 8, n0 + g), *at(k0 + 2 * t + 9, n0 + g));
+  mma::mma16816<__nv_bfloat16>(acc, xh, b0.hi, b1.hi);
+  mma::mma16816<__nv_bfloat16>(acc, xh, b0.lo, b1.lo);
+  mma::mma16816<__nv_bfloat16>(acc, xl, b0.hi, b1.hi);
+}
+
+// A = (I + L)^-1 by the producer's 128 threads (L with stride kLDL, A at a_at): the diagonal
+// 16 x 16 blocks by forward substitution in fp32, then two halvings on the tensor cores, each
+// block as -A_ii (L_ij A_jj) with the bracket's left factor formed first:
+//   1. blocks (1,0) and (3,2): warps 2p and 2p + 1 both form T = A_{b+1,b+1} L_{b+1,b} (b = 2p)
+//      and each one n8 half of -T A_bb;
+//   2. the lower-left quarter: warp w forms the strip T = A_{H1,H1} L_{H1,H0} of its block row
+//      bi = 2 + w / 2 (both warps of a row: no exchange) and block (bi, w % 2) = -T A_{H0,H0}.
+// Three barriers, and the products' operands are read from shared memory once (the fp32 sums
+// read each one 16 times and were bound by shared-memory bandwidth).
+__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, int tid) {
+  const int warp = tid >> 5, l = tid & 31, g = l >> 2, t = l & 3;
+  auto Lat = [&](int i, int j) { return L + i * kLDL + j; };
+  auto Aat = [&](int i, int j) { return A + a_at(i, j); };
+  // stores -acc (rows r0 + g, + 8; columns c0 + 2t, + 1) into A
+  auto store_neg = [&](const float acc[4], int r0, int c0) {
+    *reinterpret_cast<float2*>(Aat(r0 + g, c0 + 2 * t)) = make_float2(-acc[0], -acc[1]);
+    *reinterpret_cast<float2*>(Aat(r0 + g + 8, c0 + 2 * t)) = make_float2(-acc[2], -acc[3]);
+  };
   invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid, 128);
   producer_sync();
-  const int r = (tid >> 2) & 15, c = (tid & 3) * 4;
-  {  // blocks (1,0) and (3,2): item tid, pair p = tid / 64
-    const int p = tid >> 6, b = 2 * p;
-    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-    dot16(s, lq(16 * (b + 1) + r, 16 * b), [&](int m) { return A4(16 * b + m, 16 * b + c); });
-    T4(p, r, c) = s;
-    producer_sync();
-    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-    dot16(a, aq(16 * (b + 1) + r, 16 * (b + 1)), [&](int m) { return T4(p, m, c); });
-    A4(16 * (b + 1) + r, 16 * b + c) = make_float4(-a.x, -a.y, -a.z, -a.w);
-    producer_sync();
-  }
-  // the lower-left quarter: blocks (bi, bj), bi in {2, 3}, bj in {0, 1}; items tid and tid + 128
+  uint32_t xh[4], xl[4];
+  {
+    const int b = 2 * (warp >> 1), h = warp & 1;
+    float T[2][4] = {};
+    a_split(xh, xl, Aat, 16 * (b + 1), 16 * (b + 1));
 #pragma unroll
-  for (int e = tid; e < 256; e += 128) {  // T_ij = sum_{k=j}^{1} L_ik A_kj
-    const int blk = e >> 6, bi = 2 + (blk >> 1), bj = blk & 1;
-    float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int kb = bj; kb < 2; ++kb)
-      dot16(s, lq(16 * bi + r, 16 * kb), [&](int m) { return A4(16 * kb + m, 16 * bj + c); });
-    T4(blk, r, c) = s;
+    for (int j = 0; j < 2; ++j) mma_split(T[j], xh, xl, Lat, 16 * (b + 1), 16 * b + 8 * j);
+    mma::acc_to_a_split<__nv_bfloat16>(xh, xl, T[0], T[1]);
+    float O[4] = {};
+    mma_split(O, xh, xl, Aat, 16 * b, 16 * b + 8 * h);
+    store_neg(O, 16 * (b + 1), 16 * b + 8 * h);
   }
   producer_sync();
+  {
+    const int bi = 2 + (warp >> 1), bj = warp & 1;
+    float T[4][4] = {};
+    for (int m = 2; m <= bi; ++m) {
+      a_split(xh, xl, Aat, 16 * bi, 16 * m);
 #pragma unroll
-  for (int e = tid; e < 256; e += 128) {  // A_ij = -sum_{m=2}^{i} A_im T_mj
-    const int blk = e >> 6, bi = 2 + (blk >> 1), bj = blk & 1;
-    const int row = 16 * bi + r;
-    float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int mb = 2; mb <= bi; ++mb)
-      dot16(a, aq(row, 16 * mb), [&](int m) { return T4(2 * (mb - 2) + bj, m, c); });
-    A4(row, 16 * bj + c) = make_float4(-a.x, -a.y, -a.z, -a.w);
+      for (int j = 0; j < 4; ++j) mma_split(T[j], xh, xl, Lat, 16 * m, 8 * j);
+    }
+    float O[2][4] = {};
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+      if (s < bj) continue;  // A_{0,1} = 0
+      mma::acc_to_a_split<__nv_bfloat16>(xh, xl, T[2 * s], T[2 * s + 1]);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) mma_split(O[j], xh, xl, Aat, 16 * s, 16 * bj + 8 * j);
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) store_neg(O[j], 16 * bi, 16 * bj + 8 * j);
   }
   producer_sync();
 }
@@ -332,7 +374,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       }
     }
     producer_sync();  // L is visible
-    invert_in_halvings(Ls, Af, reinterpret_cast<float*>(fb.sm + L::tri), tid);
+    invert_in_halvings(Ls, Af, tid);
 
     // A diag(beta) for the consumers (beta from the warp's own copy: warp 0 may already be
     // scanning the next chunk), and with Save A itself, rounded, for the backward
