@@ -121,17 +121,33 @@ __device__ __forceinline__ void mma_split(float acc[4], const uint32_t xh[4], co
 //      bi = 2 + w / 2 (both warps of a row: no exchange) and block (bi, w % 2) = -T A_{H0,H0}.
 // Three barriers, and the products' operands are read from shared memory once (the fp32 sums
 // read each one 16 times and were bound by shared-memory bandwidth).
-__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, int tid) {
+// Each block of A is also written as T, times beta by column (beta: the warp's copy), into the
+// swizzled tile ab (whose blocks above the diagonal the caller zeroed once), so the consumers'
+// operand needs no pass of its own.
+template <class T>
+__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid) {
   const int warp = tid >> 5, l = tid & 31, g = l >> 2, t = l & 3;
   auto Lat = [&](int i, int j) { return L + i * kLDL + j; };
   auto Aat = [&](int i, int j) { return A + a_at(i, j); };
-  // stores -acc (rows r0 + g, + 8; columns c0 + 2t, + 1) into A
+  // stores -acc (rows r0 + g, + 8; columns c0 + 2t, + 1) into A and, scaled, into ab
   auto store_neg = [&](const float acc[4], int r0, int c0) {
-    *reinterpret_cast<float2*>(Aat(r0 + g, c0 + 2 * t)) = make_float2(-acc[0], -acc[1]);
-    *reinterpret_cast<float2*>(Aat(r0 + g + 8, c0 + 2 * t)) = make_float2(-acc[2], -acc[3]);
+    const int c = c0 + 2 * t;
+    const float b0 = -beta[c], b1 = -beta[c + 1];
+    *reinterpret_cast<float2*>(Aat(r0 + g, c)) = make_float2(-acc[0], -acc[1]);
+    *reinterpret_cast<float2*>(Aat(r0 + g + 8, c)) = make_float2(-acc[2], -acc[3]);
+    *reinterpret_cast<uint32_t*>(ab + wg::sw128_offset(r0 + g, c, kC)) = mma::pack<T>(acc[0] * b0, acc[1] * b1);
+    *reinterpret_cast<uint32_t*>(ab + wg::sw128_offset(r0 + g + 8, c, kC)) = mma::pack<T>(acc[2] * b0, acc[3] * b1);
   };
   invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid, 128);
   producer_sync();
+  {  // the diagonal blocks into ab: warp w block w, a lane 8 entries of a row
+    const int i = 16 * warp + (l >> 1), c = 16 * warp + 8 * (l & 1);
+    const float4 x0 = *reinterpret_cast<const float4*>(Aat(i, c)), x1 = *reinterpret_cast<const float4*>(Aat(i, c + 4));
+    const float4 b0 = *reinterpret_cast<const float4*>(beta + c), b1 = *reinterpret_cast<const float4*>(beta + c + 4);
+    *reinterpret_cast<uint4*>(ab + wg::sw128_offset(i, c, kC)) =
+        make_uint4(mma::pack<T>(x0.x * b0.x, x0.y * b0.y), mma::pack<T>(x0.z * b0.z, x0.w * b0.w),
+                   mma::pack<T>(x1.x * b1.x, x1.y * b1.y), mma::pack<T>(x1.z * b1.z, x1.w * b1.w));
+  }
   uint32_t xh[4], xl[4];
   {
     const int b = 2 * (warp >> 1), h = warp & 1;
@@ -298,6 +314,13 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
   };
   load_gb(0);
   if (tid == 0) fetch(0);
+  // the blocks of A diag(beta) above the diagonal are zero in every output slot; the inverse
+  // writes the others for each chunk
+  for (int e = tid; e < L::kOut * 6 * 32; e += 128) {  // slots x blocks x 16-byte pieces
+    const int slot = e / 192, blk = (e / 32) % 6, r = (e >> 1) & 15, c = 8 * (e & 1);
+    const int bi = blk < 3 ? 0 : blk < 5 ? 1 : 2, bj = blk < 3 ? blk + 1 : blk < 5 ? blk - 1 : 3;
+    *reinterpret_cast<uint4*>(fb.out(slot) + L::ab + wg::sw128_offset(16 * bi + r, 16 * bj + c, kC)) = make_uint4(0, 0, 0, 0);
+  }
   // the warp's own copy of G and beta: the L and Aqk epilogue needs no barrier after the scan
   float* gW = reinterpret_cast<float*>(fb.sm + L::gw) + warp * 2 * kC;
   float* bW = gW + kC;
@@ -364,7 +387,8 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int c = 8 * j + 2 * t;
-          const float d0 = ex2(c <= i ? gi - gc[2 * j] : 0.f), d1 = ex2(c + 1 <= i ? gi - gc[2 * j + 1] : 0.f);
+          // above the diagonal the decay may overflow to +inf: the selects below drop it
+          const float d0 = ex2(gi - gc[2 * j]), d1 = ex2(gi - gc[2 * j + 1]);
           const float l0 = c < i ? bi * d0 * acc[4 * j + 2 * h] : 0.f;
           const float l1 = c + 1 < i ? bi * d1 * acc[4 * j + 2 * h + 1] : 0.f;
           *reinterpret_cast<float2*>(Ls + i * kLDL + c) = make_float2(l0, l1);
@@ -374,24 +398,20 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       }
     }
     producer_sync();  // L is visible
-    invert_in_halvings(Ls, Af, tid);
-
-    // A diag(beta) for the consumers (beta from the warp's own copy: warp 0 may already be
-    // scanning the next chunk), and with Save A itself, rounded, for the backward
+    // A, and A diag(beta) for the consumers (beta from the warp's own copy: warp 0 may already be
+    // scanning the next chunk)
+    invert_in_halvings<T>(Ls, Af, out + L::ab, bW, tid);
+    if constexpr (Save) {  // A rounded to T for the backward, then w and Aqk
 #pragma unroll
-    for (int e = tid; e < kC * kC / 8; e += 128) {
-      const int i = e >> 3, c = (e & 7) * 8;
-      const float4 x0 = *reinterpret_cast<const float4*>(Af + a_at(i, c));
-      const float4 x1 = *reinterpret_cast<const float4*>(Af + a_at(i, c + 4));
-      const float4 b0 = *reinterpret_cast<const float4*>(bW + c), b1 = *reinterpret_cast<const float4*>(bW + c + 4);
-      *reinterpret_cast<uint4*>(out + L::ab + wg::sw128_offset(i, c, kC)) =
-          make_uint4(mma::pack<T>(x0.x * b0.x, x0.y * b0.y), mma::pack<T>(x0.z * b0.z, x0.w * b0.w),
-                     mma::pack<T>(x1.x * b1.x, x1.y * b1.y), mma::pack<T>(x1.z * b1.z, x1.w * b1.w));
-      if constexpr (Save)
+      for (int e = tid; e < kC * kC / 8; e += 128) {
+        const int i = e >> 3, c = (e & 7) * 8;
+        const float4 x0 = *reinterpret_cast<const float4*>(Af + a_at(i, c));
+        const float4 x1 = *reinterpret_cast<const float4*>(Af + a_at(i, c + 4));
         *reinterpret_cast<uint4*>(static_cast<T*>(p.A16) + (cidx * kC + i) * kC + c) =
             make_uint4(mma::pack<T>(x0.x, x0.y), mma::pack<T>(x0.z, x0.w), mma::pack<T>(x1.x, x1.y), mma::pack<T>(x1.z, x1.w));
+      }
+      save_w_and_aqk<T, K>(p, fb, in, out, cidx);
     }
-    if constexpr (Save) save_w_and_aqk<T, K>(p, fb, in, out, cidx);
     wg::fence_smem();  // the consumers' wgmma reads what these threads wrote
     tma::arrive(&fb.ready[n % L::kOut]);
   }
