@@ -262,11 +262,11 @@ __device__ __forceinline__ void store_acc(T* dst, int64_t ld, float (*acc)[4], f
   }
 }
 
-// A fragments of X^T [16 v x C] with its columns (chunk rows c) scaled by e^{gl - G_c}: the
-// forward scans' state-update operand (X^T e^{G_last - G}), from X's 2 CS n8 tiles and the
-// chunk's cumulative log decay gS (the decay applied in fp32, then one rounding to T).
-template <class T, int CS>
-__device__ __forceinline__ void decayed_x_to_a(uint32_t (*a)[4], const float (*X)[4], const float* gS, float gl) {
+// A fragments of X^T [16 v x C] with its columns (chunk rows c) scaled by decay(c) = e^{gl - G_c}:
+// the forward scans' state-update operand (X^T e^{G_last - G}), from X's 2 CS n8 tiles (the
+// decay applied in fp32, then one rounding to T).
+template <class T, int CS, class Decay>
+__device__ __forceinline__ void decayed_x_to_a(uint32_t (*a)[4], const float (*X)[4], Decay decay) {
   const int t = threadIdx.x & 3;
 #pragma unroll
   for (int s = 0; s < CS; ++s) {
@@ -274,8 +274,8 @@ __device__ __forceinline__ void decayed_x_to_a(uint32_t (*a)[4], const float (*X
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int c0 = 16 * s + 2 * t + (e & 1);
-      x0[e] = X[2 * s][e] * __expf(gl - gS[c0]);
-      x1[e] = X[2 * s + 1][e] * __expf(gl - gS[c0 + 8]);
+      x0[e] = X[2 * s][e] * decay(c0);
+      x1[e] = X[2 * s + 1][e] * decay(c0 + 8);
     }
     acc_to_a<T>(a[s], x0, x1);
   }

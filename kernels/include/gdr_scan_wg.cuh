@@ -41,11 +41,13 @@ __device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* a
 
 // One chunk's tiles in shared memory, 16-bit ones 128-byte swizzled and 1024-aligned: q, k, w
 // [C x K], Aqk [C x C], the block's columns of u [C x 64 NWG]; G [C] fp32. FromV: w is unused,
-// u holds the block's columns of v and ab is A diag(beta) [C x C].
+// u holds the block's columns of v, ab is A diag(beta) [C x C], and eg, egl hold e^G and
+// e^{G_last - G} [C] (formed once per chunk by the producer instead of by every consumer thread).
 struct FwdChunkTiles {
   const unsigned char *q, *k, *w, *a, *u;
   const float* g;
   const unsigned char* ab = nullptr;
+  const float *eg = nullptr, *egl = nullptr;
 };
 
 // Chunk c (first row t0, per-chunk index cidx) of the forward scan for the calling warpgroup:
@@ -62,7 +64,17 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int V = p.V, H = p.H, Lc = min(kC, p.T - t0);
   const float* gS = tl.g;
-  const float gl = gS[kC - 1], Gam = __expf(gl);
+  const float gl = gS[kC - 1];
+  // e^{G_c} and e^{G_last - G_c}
+  auto eg = [&](int c) {
+    if constexpr (FromV) return tl.eg[c];
+    else return __expf(gS[c]);
+  };
+  auto egl = [&](int c) {
+    if constexpr (FromV) return tl.egl[c];
+    else return __expf(gl - gS[c]);
+  };
+  const float Gam = eg(kC - 1);
   // u's (or v's) element (row r, block column v)
   auto u_at = [&](int r, int v) { return to_f(*reinterpret_cast<const T*>(tl.u + wg::sw128_offset(r, v, kC))); };
 
@@ -88,7 +100,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   auto decay_o_and_state = [&] {
 #pragma unroll
     for (int j = 0; j < CT; ++j) {
-      const float e0 = __expf(gS[8 * j + 2 * t]), e1 = __expf(gS[8 * j + 2 * t + 1]);
+      const float e0 = eg(8 * j + 2 * t), e1 = eg(8 * j + 2 * t + 1);
       O[j][0] *= e0, O[j][1] *= e1, O[j][2] *= e0, O[j][3] *= e1;
     }
 #pragma unroll
@@ -102,7 +114,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
 #pragma unroll
     for (int j = 0; j < CT; ++j) {
       const int r = 8 * j + 2 * t, col = vw + g;
-      const float e0 = __expf(gS[r]), e1 = __expf(gS[r + 1]);
+      const float e0 = eg(r), e1 = eg(r + 1);
       X[j][0] = u_at(r, col) - e0 * X[j][0];
       X[j][1] = u_at(r + 1, col) - e1 * X[j][1];
       X[j][2] = u_at(r, col + 8) - e0 * X[j][2];
@@ -125,7 +137,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
     wg::pin<CS * 4>(&DA[0][0]);
 #pragma unroll
     for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
-    mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
+    mma::decayed_x_to_a<T, CS>(XD, X, egl);
   } else {
 #pragma unroll
     for (int j = 0; j < CT; ++j) {
@@ -137,7 +149,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
     }
 #pragma unroll
     for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
-    mma::decayed_x_to_a<T, CS>(XD, X, gS, gl);
+    mma::decayed_x_to_a<T, CS>(XD, X, egl);
     wg::wait<0>();
     wg::pin<KS * 4>(&SA[0][0]);
     wg::pin<CT * 4>(&O[0][0]);

@@ -47,8 +47,9 @@ struct FusedLayout {
   static_assert(kIn == kOut + 1, "chunk n + 1's input reuses chunk n - kOut's slot, freed with its output");
   // input slot: q, k [C x K], the block's columns of v [C x VC]
   static constexpr int q = 0, k = q + 2 * kC * K, v = k + 2 * kC * K, in_bytes = v + 2 * kC * VC;
-  // output slot: A diag(beta) [C x C], Aqk [C x C], G [C]
-  static constexpr int ab = 0, a = ab + 2 * kC * kC, g = a + 2 * kC * kC, out_bytes = (g + 4 * kC + 1023) / 1024 * 1024;
+  // output slot: A diag(beta) [C x C], Aqk [C x C], G, e^G, e^{G_last - G} [C] fp32
+  static constexpr int ab = 0, a = ab + 2 * kC * kC, g = a + 2 * kC * kC, eg = g + 4 * kC, egl = eg + 4 * kC,
+                       out_bytes = (egl + 4 * kC + 1023) / 1024 * 1024;
   // shared by all chunks: the inverse's fp32 A [C x C] (with Save, w [C x K] is staged there once
   // A's fragments are read), L [C x kLDL] fp32, beta e^G [C] fp32, each producer warp's copy of
   // G and beta [2 x C] fp32, the barriers
@@ -345,8 +346,13 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       const float G0 = x - s2 + g0, G1 = x;
       gW[2 * lane] = G0 * kLog2e, gW[2 * lane + 1] = G1 * kLog2e;
       bW[2 * lane] = b0, bW[2 * lane + 1] = b1;
-      if (warp == 0) {  // for the consumers (G), and with Save for the backward and w's fragments
+      const float Gl = __shfl_sync(0xffffffffu, G1, 31);
+      if (warp == 0) {  // for the consumers (G and its decays), and with Save for the backward and w's fragments
         gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
+        float* eS = gS + (L::eg - L::g) / 4;
+        float* elS = gS + (L::egl - L::g) / 4;
+        *reinterpret_cast<float2*>(eS + 2 * lane) = make_float2(__expf(G0), __expf(G1));
+        *reinterpret_cast<float2*>(elS + 2 * lane) = make_float2(__expf(Gl - G0), __expf(Gl - G1));
         if constexpr (Save) {
           *reinterpret_cast<float2*>(p.gc + cidx * kC + 2 * lane) = make_float2(G0, G1);
           bgS[2 * lane] = b0 * __expf(G0), bgS[2 * lane + 1] = b1 * __expf(G1);
@@ -429,8 +435,15 @@ __device__ __forceinline__ void consume(const Params& p, const FusedBlock<K>& fb
     const unsigned char* out = fb.out(n);
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
     tma::wait(&fb.ready[n % L::kOut], (n / L::kOut) & 1);
-    const FwdChunkTiles tl{in + L::q, in + L::k, nullptr, out + L::a, in + L::v,
-                           reinterpret_cast<const float*>(out + L::g), out + L::ab};
+    const FwdChunkTiles tl{in + L::q,
+                           in + L::k,
+                           nullptr,
+                           out + L::a,
+                           in + L::v,
+                           reinterpret_cast<const float*>(out + L::g),
+                           out + L::ab,
+                           reinterpret_cast<const float*>(out + L::eg),
+                           reinterpret_cast<const float*>(out + L::egl)};
     fwd_chunk_wg<T, K, true>(S, tl, p, Save, fb.bh * p.NT + n, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
     tma::arrive(&fb.done[n % L::kOut]);
   }

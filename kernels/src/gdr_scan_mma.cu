@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(32 * kMaxWarps) fwd_scan_mma(Params p) {
         }
 
     // S^T <- Gam S^T + (X^T e^{G_last - G}) K: the decay scales X's columns in fp32
-    decayed_x_to_a<T, CS>(XA, X, gS, gl);
+    decayed_x_to_a<T, CS>(XA, X, [&](int c) { return __expf(gl - gS[c]); });
 #pragma unroll
     for (int j = 0; j < KT; ++j)
 #pragma unroll
