@@ -334,20 +334,6 @@ __device__ __forceinline__ void fma4(float4& s, float x, const float4& y) {
   s.z = fmaf(x, y.z, s.z);
   s.w = fmaf(x, y.w, s.w);
 }
-// s += sum_{m < 16} x_m y(m), in that order: x as four quads xq(0..3) (16-byte loads), the terms
-// in batches of four whose loads are issued together (one at a time, each term waited for its
-// own loads: the inverse is latency-bound).
-template <class XQ, class Y>
-__device__ __forceinline__ void dot16(float4& s, XQ xq, Y y) {
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const float4 x = xq(q), y0 = y(4 * q), y1 = y(4 * q + 1), y2 = y(4 * q + 2), y3 = y(4 * q + 3);
-    fma4(s, x.x, y0);
-    fma4(s, x.y, y1);
-    fma4(s, x.z, y2);
-    fma4(s, x.w, y3);
-  }
-}
 // A = (I + L)^-1 for a strictly lower-triangular C x C fp32 matrix L, both in shared memory:
 // L with leading dimension ldl, A's element (i, j) at A[ai(i, j)], where ai keeps 4-aligned
 // column quads contiguous and 16-byte aligned (row-major with a padded stride, or such a layout
