@@ -7,7 +7,8 @@
 // 2 the consumers (64 columns each). Per chunk the producer
 //   - requests the next chunk's q, k and the block's v columns (TMA, 128-byte swizzled boxes),
 //   - forms G (the chunk-local cumulative log decay) and K K^T (wgmma, both operands in shared
-//     memory), L = strict-lower(beta_i e^{G_i - G_j} K K^T) and A = (I + L)^-1 in fp32,
+//     memory), L = strict-lower(beta_i e^{G_i - G_j} K K^T) in fp32 and A = (I + L)^-1 (the
+//     diagonal blocks in fp32, the rest on tensor cores with split operands: invert_in_halvings),
 //   - writes A diag(beta) and Aqk = tril(Q K^T * e^{G_i - G_j}) as 16-bit tiles,
 // and hands the chunk to the consumers, which run the split scan's chunk step with X formed from
 // v (fwd_chunk_wg<FromV>: X = A diag(beta) (V - e^G K S) = u - w S) while the producer forms
