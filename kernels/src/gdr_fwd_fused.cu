@@ -22,7 +22,7 @@
 // D = V - e^G K S is rounded to T before A diag(beta) (rounded once) multiplies it. Both are
 // within the bf16/fp16 tolerances of gdr_check.
 //
-// Rings: 3 input slots (q, k, v) and 2 output slots (A diag(beta), Aqk, G). While the consumers
+// Rings: 3 input slots (q, k, v) and 2 output slots (A diag(beta), Aqk, G and its decays). While the consumers
 // work on chunk n - 1, the producer forms chunk n and chunk n + 1's tiles are in flight; the
 // producer reuses chunk n - 2's slots once the consumers have signalled they are past it.
 #include <c10/util/Exception.h>
@@ -40,7 +40,8 @@ namespace {
 constexpr int kNWG = 2;             // consumer warpgroups (64 columns of V each)
 constexpr int kLDL = kC + 4;        // L's row stride (floats): conflict-free row-wise writes
 constexpr int kProducerRegs = 120;  // setmaxnreg: 128 x 120 + 256 x 192 = 384 x 168, the launch's
-constexpr int kConsumerRegs = 192;  // budget at one block per SM (neither spills)
+constexpr int kConsumerRegs = 192;  // budget at one block per SM (the consumers do not spill; the
+                                    // producer spills a few loop-invariant values, ~56 bytes)
 
 template <int K>
 struct FusedLayout {
@@ -64,7 +65,7 @@ struct FusedMaps {
   CUtensorMap q, k, v;
 };
 
-// The fp32 A in the output slot: row-major, stride 64, each row's column quads XORed with the
+// The inverse's fp32 A: row-major, stride 64, each row's column quads XORed with the
 // row's index mod 8 (fragment reads of 8 rows at one column then spread over the banks).
 __device__ __forceinline__ int a_at(int i, int j) { return i * kC + (j ^ ((i & 7) << 2)); }
 
@@ -500,8 +501,9 @@ bool fwd_fused_applies(DType dt, const Params& p) {
   if (!scan_wg_applies(dt, p) || knob_says_smem("ENGRAM_GDR_PREP") || knob_is("ENGRAM_GDR_FUSED", "0")) return false;
   if (knob_is("ENGRAM_GDR_FUSED", "1")) return true;
   // One block per (batch, head, 128 columns) runs each head's chunks in sequence; with fewer
-  // blocks than about 3/4 of the SMs the split kernels (prep parallel over every chunk) are
-  // faster (H100, T = 2048: 64 blocks 0.275 against 0.232 ms, 128 blocks 0.266 against 0.374).
+  // blocks than about 3/4 of the SMs the split kernels (prep parallel over every chunk) are as
+  // fast or faster (H100: at 64 blocks within noise with and without a gradient, at 32 blocks
+  // 0.67-0.70 against 0.46-0.47 ms forward at (2,8192,16,128); docs/benchmarks.md).
   return 4 * (int64_t)p.B * p.H * (p.V / (64 * kNWG)) >= 3 * (int64_t)device_attribute(cudaDevAttrMultiProcessorCount);
 }
 

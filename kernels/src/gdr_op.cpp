@@ -114,7 +114,7 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   p.h0 = h0.defined() ? h0.data_ptr<float>() : nullptr;
   p.o = r.o.data_ptr(); p.ht = r.ht.data_ptr<float>();
   p.save = save;
-  // the fused kernel forms u and w on chip; without a gradient it saves nothing
+  // the fused kernel never forms u; without a gradient it saves nothing
   const bool fused = fwd_fused_applies(dt, p);
   if (fused && !save) {
     launch_fwd_fused(dt, p, st);
@@ -123,7 +123,6 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   r.gc = at::empty({s.B, s.H, s.NT, kChunk}, f32);
   r.Aqk = at::empty({s.B, s.H, s.NT, kChunk, kChunk}, tt);
   r.w = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
-  Tensor u = fused ? Tensor() : at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
   if (save) {
     r.h = at::empty({s.B, s.H, s.NT, s.K, s.V}, tt);
     r.X = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
@@ -135,16 +134,18 @@ Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
     if (a16) p.A16 = r.A.data_ptr();
     else p.A = r.A.data_ptr<float>();
   }
-  p.w = r.w.data_ptr(); p.u = fused ? nullptr : u.data_ptr();
-  if (!fused && !scan_mma_applies(dt, p)) {  // only the shared-memory scans read the decayed keys and queries
-    r.kt = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
-    r.qg = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
-    p.kt = r.kt.data_ptr(); p.qg = r.qg.data_ptr();
-  }
+  p.w = r.w.data_ptr();
   if (save) { p.h = r.h.data_ptr(); p.X = r.X.data_ptr(); }
   if (fused) {
     launch_fwd_fused(dt, p, st);
     return r;
+  }
+  Tensor u = at::empty({s.B, s.H, s.NT, kChunk, s.V}, tt);
+  p.u = u.data_ptr();
+  if (!scan_mma_applies(dt, p)) {  // only the shared-memory scans read the decayed keys and queries
+    r.kt = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
+    r.qg = at::empty({s.B, s.H, s.NT, kChunk, s.K}, tt);
+    p.kt = r.kt.data_ptr(); p.qg = r.qg.data_ptr();
   }
   launch_prep(dt, p, st);
   launch_fwd_scan(dt, p, st);
