@@ -263,7 +263,7 @@ void run_grad(const Params& p, cudaStream_t s) {
 }  // namespace
 
 void launch_bwd_grad(DType dt, const Params& p, cudaStream_t s) {
-  if (launch_bwd_grad_mma(dt, p, s)) return;
+  if (launch_bwd_grad_wg(dt, p, s) || launch_bwd_grad_mma(dt, p, s)) return;
   switch (dt) {
     case kF32: return run_grad<float>(p, s);
     case kF16: return run_grad<__half>(p, s);

@@ -10,7 +10,8 @@ TYPES = {"bf16": "__nv_bfloat16", "f16": "__half"}
 
 def wrapper(form, n, ty):
     """m64nNk16 with fp32 accumulators and B from a shared-memory descriptor; A from registers
-    (form "RS": four 32-bit fragments) or from a second descriptor (form "SS", K-major A)."""
+    (form "RS": four 32-bit fragments) or from a second descriptor (form "SS": K-major A, or
+    MN-major with TransA = 1, the chunk's transposed C x C operands of the gradient kernel)."""
     nd = n // 2
     dregs = ", ".join(f"%{i}" for i in range(nd))
     a0 = nd
@@ -21,22 +22,25 @@ def wrapper(form, n, ty):
     else:
         a_param, a_ops, a_ins = "uint64_t a", f"%{a0}", 1
         a_in = '"l"(a)'
-        imm = "1, 1, 0"  # scale-a, scale-b, transpose-a (K-major)
+        imm = "1, 1"  # scale-a, scale-b; transpose-a is the operand after them
     b_op, acc_op, tb_op = a0 + a_ins, a0 + a_ins + 1, a0 + a_ins + 2
+    ta_op = tb_op + 1
     lines = [
         f"template <> struct {form}<{n}, {TYPES[ty]}> {{",
-        "  template <int TransB>",
+        "  template <int TransB>" if form == "RS" else "  template <int TransB, int TransA = 0>",
         f"  static __device__ __forceinline__ void mma(float* d, {a_param}, uint64_t b, int accumulate) {{",
         "    asm volatile(",
         '        "{\\n.reg .pred p;\\n"',
         f'        "setp.ne.b32 p, %{acc_op}, 0;\\n"',
         f'        "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} "',
         f'        "{{{dregs}}}, "',
-        f'        "{a_ops}, %{b_op}, p, {imm}, %{tb_op};\\n}}\\n"',
+        f'        "{a_ops}, %{b_op}, p, {imm}, %{tb_op};\\n}}\\n"' if form == "RS" else
+        f'        "{a_ops}, %{b_op}, p, {imm}, %{ta_op}, %{tb_op};\\n}}\\n"',
     ]
     outs = ", ".join(f'"+f"(d[{i}])' for i in range(nd))
     lines.append(f"        : {outs}")
-    lines.append(f'        : {a_in}, "l"(b), "r"(accumulate), "n"(TransB));')
+    ta_in = ', "n"(TransA)' if form == "SS" else ""
+    lines.append(f'        : {a_in}, "l"(b), "r"(accumulate), "n"(TransB){ta_in});')
     lines.append("  }")
     lines.append("};")
     return "\n".join(lines)
@@ -48,5 +52,6 @@ for n in (64, 128):
     for ty in TYPES:
         print(wrapper("RS", n, ty))
 print("template <int N, class T> struct SS;")
-for ty in TYPES:
-    print(wrapper("SS", 64, ty))
+for n in (32, 64):
+    for ty in TYPES:
+        print(wrapper("SS", n, ty))

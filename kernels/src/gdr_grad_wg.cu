@@ -1,0 +1,460 @@
+// Backward stage 2 with warpgroup products (sm_90a wgmma), 16-bit inputs, K = V = 128: every
+// input gradient of one chunk, the equations and the schedule of gdr_grad_mma.cu (see its
+// header), with each product one chain of `wgmma` reading both operands from shared memory
+// instead of a warp's `mma.sync` chain fed by `ldmatrix`.
+//
+// A persistent block of two warpgroups walks chunks blk, blk + grid, ... Warpgroup wg owns
+// column half wg of every [C x *] result and all 64 rows (warp w of the group rows 16w..16w+15,
+// the mma.sync accumulator layout, so the row and column sums of gdr_mma.cuh apply unchanged).
+// Every tile (q, k, v, dO, X, dX, S0, dS, A and the C x C intermediates P, dA, A^T dA, R, and
+// dW) lives in the 128-byte swizzled layout `wgmma` reads (wg::sw128_offset): the loads write it
+// with cp.async, the intermediates are stored into it from the accumulators. Transposed
+// operands (A^T, P^T, R^T, and the tiles whose rows are the contraction) are MN-major
+// descriptors of the same tiles, so nothing is transposed by hand. A^T dA, the one C x C result
+// whose B operand would be an MN-major 32-column half, is formed whole by both groups (four
+// more m64n64k16) and each stores its half.
+//
+// Why: the mma.sync kernel issues ~600 `mma` and ~300 `ldmatrix` per warp and chunk from 2 warps
+// per scheduler and is bound by their latencies (Nsight Compute: 0.27 issued per scheduler per
+// cycle, stalls led by fixed-latency waits and shared-memory scoreboards).
+#include <c10/util/Exception.h>
+#include <c10/cuda/CUDAException.h>
+#include <cstdlib>
+#include "gdr.h"
+#include "gdr_common.cuh"
+#include "gdr_mma.cuh"
+#include "gdr_wgmma.cuh"
+
+namespace engram {
+namespace gdr {
+namespace {
+
+using namespace mma;
+
+constexpr int kGK = 128, kGV = 128;  // the shapes this kernel is built for
+constexpr int kGThreads = 256;       // two warpgroups
+
+// Byte offsets of the block's shared memory (1024-aligned tiles, the swizzle's period).
+struct GradWgLayout {
+  static constexpr int N = 2 * kC;  // row sums: one per column half
+  static constexpr int vG = 0, vB = kC, vG2 = 2 * kC, vB2 = 3 * kC, vQd = 4 * kC, vZr = vQd + N, vCs = vZr + N,
+                       vEs = vCs + N, vDb = vEs + N, vRe = vDb + N, vColZ = vRe + N, vColE = vColZ + 4 * kC,
+                       vFrob = vColE + 4 * kC, nvec = vFrob + kGThreads / 32;
+  static constexpr int kTileCK = kC * kGK * 2, kTileCV = kC * kGV * 2, kTileKV = kGK * kGV * 2, kTileCC = kC * kC * 2;
+  size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, total;
+  __host__ __device__ GradWgLayout() {
+    size_t off = 0;
+    auto take = [&](size_t bytes) {
+      const size_t o = off;
+      off += (bytes + 1023) / 1024 * 1024;
+      return o;
+    };
+    q = take(kTileCK);
+    k = take(kTileCK);
+    k2 = take(kTileCK);  // the next chunk's keys (k is read to the chunk's end)
+    dO = take(kTileCV);
+    x = take(kTileCV);
+    dx = take(kTileCV);
+    v = take(kTileCV);
+    s0 = take(kTileKV);  // dW [C x K] reuses it once S0 and dS are consumed
+    ds = take(kTileKV);
+    a = take(kTileCC);
+    pm = take(kTileCC);  // P, then A^T dA
+    da = take(kTileCC);  // dA, then R
+    vec = take(4 * nvec);
+    total = off;
+  }
+};
+
+// cp.async of a rows x COLS tile (row stride gstride elements) into the swizzled layout; rows >=
+// valid are zero-filled. A thread keeps one 16-byte column chunk, and the rows it steps over
+// are a multiple of 8 apart, so its swizzle is fixed and the destination steps by whole rows.
+template <class T, int COLS>
+__device__ __forceinline__ void copy_tile_sw(unsigned char* s, const T* g, int64_t gstride, int rows, int valid) {
+  constexpr int CPR = COLS * (int)sizeof(T) / 16, STEP = kGThreads / CPR;
+  static_assert(STEP % 8 == 0, "rows per step must keep the swizzle phase");
+  const int c = (threadIdx.x % CPR) * 8;
+  int r = threadIdx.x / CPR;
+  const T* src = g + (int64_t)r * gstride + c;
+  unsigned char* dst = s + wg::sw128_offset(r, c, rows);
+#pragma unroll 1
+  for (; r < rows; r += STEP, src += STEP * gstride, dst += STEP * 128) {
+    const bool ok = r < valid;
+    cp_async16(dst, ok ? src : g, ok);
+  }
+}
+
+// Stores alpha * acc (a warp's [16 x 8 NT8] accumulator, tile rows r0.., columns c0..) as T into
+// a swizzled tile of `rows` rows.
+template <class T, int NT8>
+__device__ __forceinline__ void store_sw(unsigned char* tile, int rows, int r0, int c0, const float (*acc)[4],
+                                         float alpha = 1.f) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j) {
+    const int c = c0 + 8 * j + 2 * t;
+    *reinterpret_cast<uint32_t*>(tile + wg::sw128_offset(r0 + g, c, rows)) = pack<T>(alpha * acc[j][0], alpha * acc[j][1]);
+    *reinterpret_cast<uint32_t*>(tile + wg::sw128_offset(r0 + g + 8, c, rows)) =
+        pack<T>(alpha * acc[j][2], alpha * acc[j][3]);
+  }
+}
+
+template <class T>
+__device__ __forceinline__ float at_sw(const unsigned char* tile, int rows, int r, int c) {
+  return to_f(*reinterpret_cast<const T*>(tile + wg::sw128_offset(r, c, rows)));
+}
+
+// Descriptors. K-major: the tile's rows are M or N (from row n0), its columns the contraction.
+// MN-major: the tile's rows are the contraction, its columns M or N (64-column slab `slab`).
+__device__ __forceinline__ uint64_t kmaj(const unsigned char* tile, int rows, int n0, int s) {
+  return wg::desc_kmajor(tile + n0 * 128, rows, s);
+}
+__device__ __forceinline__ uint64_t mnmaj(const unsigned char* tile, int rows, int slab, int s) {
+  return wg::desc_mnmajor(tile + slab * rows * 128, rows, s);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
+  using L = GradWgLayout;
+  using SS32 = wg::SS<32, T>;
+  using SS64 = wg::SS<64, T>;
+  constexpr int K = kGK, V = kGV;
+  constexpr int KT8 = K / 16, CT8 = kC / 16, VT8 = V / 16;  // n8 tiles of a group's column half
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* const sm = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
+  const L lay;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int strip = warp & 3, grp = warp >> 2, r0 = 16 * strip;
+  const int kc0 = grp * (K / 2), cc0 = grp * (kC / 2), vc0 = grp * (V / 2);
+  const int H = p.H;
+  const int64_t total = (int64_t)p.B * p.H * p.NT;
+
+  unsigned char* const Qs = sm + lay.q;
+  unsigned char* const K0s = sm + lay.k;
+  unsigned char* const K1s = sm + lay.k2;
+  unsigned char* const dOs = sm + lay.dO;
+  unsigned char* const Xs = sm + lay.x;
+  unsigned char* const dXs = sm + lay.dx;
+  unsigned char* const Vs = sm + lay.v;
+  unsigned char* const S0s = sm + lay.s0;
+  unsigned char* const dSs = sm + lay.ds;
+  unsigned char* const dWs = S0s;
+  unsigned char* const As = sm + lay.a;
+  unsigned char* const Ps = sm + lay.pm;
+  unsigned char* const Ts = Ps;
+  unsigned char* const dAs = sm + lay.da;
+  unsigned char* const Rs = dAs;
+  float* vec = reinterpret_cast<float*>(sm + lay.vec);
+
+  // The loads, issued as in gdr_grad_mma.cu: dS after barrier (2); dO, X, dX after (3); S0, g,
+  // beta, q, k (other buffer), v after (4); A after (6).
+  const int64_t strideV = (int64_t)H * V, strideK = (int64_t)H * K;
+  auto load_ds = [&](const ChunkBlock& c) {
+    copy_tile_sw<T, V>(dSs, static_cast<const T*>(p.dh) + c.cidx * K * V, V, K, K);
+  };
+  auto load_dx = [&](const ChunkBlock& c) {
+    copy_tile_sw<T, V>(dOs, static_cast<const T*>(p.dO) + c.row0 * V, strideV, kC, c.Lc);
+    copy_tile_sw<T, V>(Xs, static_cast<const T*>(p.X) + c.cidx * kC * V, V, kC, kC);
+    copy_tile_sw<T, V>(dXs, static_cast<const T*>(p.dX) + c.cidx * kC * V, V, kC, kC);
+  };
+  auto load_s0 = [&](const ChunkBlock& c, float* gdst, float* bdst) {
+    copy_tile_sw<T, V>(S0s, static_cast<const T*>(p.h) + c.cidx * K * V, V, K, K);
+    const int t = threadIdx.x;
+    if (t < kC / 4) cp_async16(gdst + 4 * t, p.gc + c.cidx * kC + 4 * t, true);
+    if (t < kC) cp_async4(bdst + t, p.beta + c.row0 + (int64_t)(t < c.Lc ? t : 0) * H, t < c.Lc);
+    cp_commit();
+  };
+  auto load_qkv = [&](const ChunkBlock& c, unsigned char* kdst) {  // committed with A
+    copy_tile_sw<T, K>(Qs, static_cast<const T*>(p.q) + c.row0 * K, strideK, kC, c.Lc);
+    copy_tile_sw<T, K>(kdst, static_cast<const T*>(p.k) + c.row0 * K, strideK, kC, c.Lc);
+    copy_tile_sw<T, V>(Vs, static_cast<const T*>(p.v) + c.row0 * V, strideV, kC, c.Lc);
+  };
+  auto load_a = [&](const ChunkBlock& c) {
+    copy_tile_sw<T, kC>(As, static_cast<const T*>(p.A16) + c.cidx * kC * kC, kC, kC, kC);
+  };
+  // every thread's generic-proxy writes (cp.async landed, st.shared) visible to wgmma, then the barrier
+  auto barrier = [] {
+    wg::fence_smem();
+    __syncthreads();
+  };
+
+  int64_t blk = blockIdx.x;
+  {
+    const ChunkBlock c(p, blk);
+    load_ds(c);
+    load_dx(c);
+    load_s0(c, vec + L::vG, vec + L::vB);
+    load_qkv(c, K0s);
+    load_a(c);
+    cp_commit();
+  }
+#pragma unroll 1
+  for (int it = 0; blk < total; ++it, blk += gridDim.x) {
+    const ChunkBlock cb(p, blk);
+    const int Lc = cb.Lc;
+    const int64_t row0 = cb.row0;
+    const bool more = blk + gridDim.x < total;
+    const ChunkBlock nb(p, more ? blk + gridDim.x : blk);
+    const bool odd = it & 1;
+    unsigned char* const Ks = odd ? K1s : K0s;
+    const float* gS = vec + (odd ? L::vG2 : L::vG);
+    const float* bS = vec + (odd ? L::vB2 : L::vB);
+    cp_wait<1>();
+    barrier();  // (1) the V-side tiles, g and beta are visible
+    const float gl = gS[kC - 1];
+
+    // ---- 1a: dO S0^T, dX S0^T, X dS^T over V (the group's K half)
+    float aq[KT8][4], ak[KT8][4];  // dQ and dK, held until their stores
+    {
+      float aw[KT8][4];
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < V / 16; ++s) {
+        SS64::template mma<0>(&aq[0][0], kmaj(dOs, kC, 0, s), kmaj(S0s, K, kc0, s), s);
+        SS64::template mma<0>(&aw[0][0], kmaj(dXs, kC, 0, s), kmaj(S0s, K, kc0, s), s);
+        SS64::template mma<0>(&ak[0][0], kmaj(Xs, kC, 0, s), kmaj(dSs, K, kc0, s), s);
+      }
+      wg::commit();
+      // <S0, dS> while the products run: both tiles share one layout, so a flat walk pairs them
+      float fr = 0.f;
+#pragma unroll 2
+      for (int i = threadIdx.x; i < K * V / 8; i += kGThreads) {
+        const uint4 x = reinterpret_cast<const uint4*>(S0s)[i], y = reinterpret_cast<const uint4*>(dSs)[i];
+        const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 a = unpack<T>(xs[e]), b = unpack<T>(ys[e]);
+          fr += a.x * b.x + a.y * b.y;
+        }
+      }
+#pragma unroll
+      for (int o = 16; o; o >>= 1) fr += __shfl_xor_sync(0xffffffffu, fr, o);
+      if (lane == 0) vec[L::vFrob + warp] = fr;
+      wg::wait<0>();
+      wg::pin<KT8 * 4>(&aq[0][0]);
+      wg::pin<KT8 * 4>(&aw[0][0]);
+      wg::pin<KT8 * 4>(&ak[0][0]);
+      cp_wait<0>();
+      barrier();  // (2) S0 and dS are consumed (dW may overwrite them); q, k, v, A are visible
+      if (more) load_ds(nb);
+      store_sw<T, KT8>(dWs, kC, r0, kc0, aw, -1.f);  // dW = -dX S0^T
+    }
+    // ---- 1b: P = scale M (dO X^T) and Q K^T; dX (beta V)^T; dV = beta A^T dX
+    float pa[CT8][4], qk[CT8][4], da[CT8][4], dv[VT8][4];
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < V / 16; ++s) SS32::template mma<0>(&pa[0][0], kmaj(dOs, kC, 0, s), kmaj(Xs, kC, cc0, s), s);
+#pragma unroll
+    for (int s = 0; s < K / 16; ++s) SS32::template mma<0>(&qk[0][0], kmaj(Qs, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
+    wg::commit();
+#pragma unroll
+    for (int s = 0; s < V / 16; ++s) SS32::template mma<0>(&da[0][0], kmaj(dXs, kC, 0, s), kmaj(Vs, kC, cc0, s), s);
+#pragma unroll
+    for (int s = 0; s < kC / 16; ++s)
+      SS64::template mma<1, 1>(&dv[0][0], mnmaj(As, kC, 0, s), mnmaj(dXs, kC, grp, s), s);
+    wg::commit();
+    // dQ's first term scale e^G (dO S0^T) and its share of dg; dK's e^{G_last - G} (X dS^T) and c_j
+    each<KT8>(aq, [&](float& x, int r, int) { x *= p.scale * __expf(gS[r0 + r]); });
+    row_reduce<KT8>(aq, vec + L::vQd + grp * kC + r0,
+                    [&](float x, int r, int col) { return x * at_sw<T>(Qs, kC, r0 + r, kc0 + col); });
+    each<KT8>(ak, [&](float& x, int r, int) { x *= __expf(gl - gS[r0 + r]); });
+    row_reduce<KT8>(ak, vec + L::vCs + grp * kC + r0,
+                    [&](float x, int r, int col) { return x * at_sw<T>(Ks, kC, r0 + r, kc0 + col); });
+    wg::wait<1>();
+    wg::pin<CT8 * 4>(&pa[0][0]);
+    wg::pin<CT8 * 4>(&qk[0][0]);
+    each<CT8>(pa, [&](float& x, int r, int col) {
+      const int i = r0 + r, j = cc0 + col;
+      x = j <= i ? p.scale * __expf(gS[i] - gS[j]) * x : 0.f;
+    });
+    store_sw<T, CT8>(Ps, kC, r0, cc0, pa);
+    each<CT8>(qk, [&](float& x, int r, int col) { x *= pa[col / 8][(r >= 8) * 2 + (col & 1)]; });
+    row_reduce<CT8>(qk, vec + L::vZr + grp * kC + r0, [](float x, int, int) { return x; });
+    col_reduce<CT8>(qk, vec + L::vColZ + strip * kC + cc0, [](float x, int, int) { return x; });
+    wg::wait<0>();
+    wg::pin<CT8 * 4>(&da[0][0]);
+    wg::pin<VT8 * 4>(&dv[0][0]);
+    row_reduce<VT8>(dv, vec + L::vDb + grp * kC + r0,
+                    [&](float x, int r, int col) { return x * at_sw<T>(Vs, kC, r0 + r, vc0 + col); });
+    each<VT8>(dv, [&](float& x, int r, int) { x *= bS[r0 + r]; });
+    store_acc<T, VT8>(static_cast<T*>(p.dv) + (row0 + (int64_t)r0 * H) * V + vc0, (int64_t)H * V, dv, 1.f, Lc - r0);
+    barrier();  // (3) dW and P are visible; dO, X, dX and V are consumed
+    if (more) load_dx(nb);
+
+    // ---- 2: dA = dW (beta e^G K)^T + dX (beta V)^T; A^T dW; dQ += P K; dK += P^T Q
+    {
+      float wk[CT8][4], atw[KT8][4];
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < K / 16; ++s) SS32::template mma<0>(&wk[0][0], kmaj(dWs, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
+      wg::commit();
+#pragma unroll
+      for (int s = 0; s < kC / 16; ++s)
+        SS64::template mma<1, 1>(&atw[0][0], mnmaj(As, kC, 0, s), mnmaj(dWs, kC, grp, s), s);
+      wg::commit();
+#pragma unroll
+      for (int s = 0; s < kC / 16; ++s) SS64::template mma<1>(&aq[0][0], kmaj(Ps, kC, 0, s), mnmaj(Ks, kC, grp, s), 1);
+      wg::commit();
+      wg::wait<2>();
+      wg::pin<CT8 * 4>(&wk[0][0]);
+#pragma unroll
+      for (int j = 0; j < CT8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = cc0 + 8 * j + 2 * (lane & 3) + (e & 1);
+          da[j][e] = bS[col] * (da[j][e] + __expf(gS[col]) * wk[j][e]);
+        }
+      store_sw<T, CT8>(dAs, kC, r0, cc0, da);
+      wg::wait<1>();
+      wg::pin<KT8 * 4>(&atw[0][0]);
+      row_reduce<KT8>(atw, vec + L::vEs + grp * kC + r0,
+                      [&](float x, int r, int col) { return x * at_sw<T>(Ks, kC, r0 + r, kc0 + col); });
+#pragma unroll
+      for (int j = 0; j < KT8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = r0 + (lane >> 2) + 8 * (e >> 1);
+          ak[j][e] += bS[i] * __expf(gS[i]) * atw[j][e];
+        }
+    }
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < kC / 16; ++s)
+      SS64::template mma<1, 1>(&ak[0][0], mnmaj(Ps, kC, 0, s), mnmaj(Qs, kC, grp, s), 1);
+    wg::commit();
+    wg::wait<1>();
+    wg::pin<KT8 * 4>(&aq[0][0]);
+    store_acc<T, KT8>(static_cast<T*>(p.dq) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, aq, 1.f, Lc - r0);
+    wg::wait<0>();
+    wg::pin<KT8 * 4>(&ak[0][0]);
+    barrier();  // (4) dA is visible; P, q and dW are consumed
+    if (more) {
+      load_s0(nb, vec + (odd ? L::vG : L::vG2), vec + (odd ? L::vB : L::vB2));
+      load_qkv(nb, odd ? K0s : K1s);
+    }
+
+    // ---- 3: A^T dA (whole, see the header), K K^T; then dL = -(A^T dA) A^T
+    float kk[CT8][4];
+    {
+      float ta[2 * CT8][4];
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < kC / 16; ++s) SS64::template mma<1, 1>(&ta[0][0], mnmaj(As, kC, 0, s), mnmaj(dAs, kC, 0, s), s);
+      wg::commit();
+#pragma unroll
+      for (int s = 0; s < K / 16; ++s) SS32::template mma<0>(&kk[0][0], kmaj(Ks, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
+      wg::commit();
+      wg::wait<1>();
+      wg::pin<2 * CT8 * 4>(&ta[0][0]);
+      if (grp == 0) store_sw<T, CT8>(Ts, kC, r0, 0, ta);
+      else store_sw<T, CT8>(Ts, kC, r0, kC / 2, ta + CT8);
+    }
+    barrier();  // (5) A^T dA is visible; dA is consumed
+    {
+      float dl[CT8][4];
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < kC / 16; ++s) SS32::template mma<0>(&dl[0][0], kmaj(Ts, kC, 0, s), kmaj(As, kC, cc0, s), s);
+      wg::commit();
+      wg::wait<0>();
+      wg::pin<CT8 * 4>(&dl[0][0]);
+      wg::pin<CT8 * 4>(&kk[0][0]);
+      // E = dL (decay) (K K^T) and R = dL beta_i (decay), strictly below the diagonal
+#pragma unroll
+      for (int j = 0; j < CT8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = r0 + (lane >> 2) + 8 * (e >> 1), jj = cc0 + 8 * j + 2 * (lane & 3) + (e & 1);
+          const float d = jj < i ? -__expf(gS[i] - gS[jj]) * dl[j][e] : 0.f;
+          kk[j][e] *= d;
+          dl[j][e] = d * bS[i];
+        }
+      store_sw<T, CT8>(Rs, kC, r0, cc0, dl);
+      row_reduce<CT8>(kk, vec + L::vRe + grp * kC + r0, [](float x, int, int) { return x; });
+      col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return bS[r0 + r] * x; });
+    }
+    barrier();  // (6) R is visible; A is consumed
+    if (more) {
+      load_a(nb);
+      cp_commit();
+    }
+
+    // ---- 4: dK += R K + R^T K, stored
+    wg::fence();
+#pragma unroll
+    for (int s = 0; s < kC / 16; ++s) SS64::template mma<1>(&ak[0][0], kmaj(Rs, kC, 0, s), mnmaj(Ks, kC, grp, s), 1);
+#pragma unroll
+    for (int s = 0; s < kC / 16; ++s) SS64::template mma<1, 1>(&ak[0][0], mnmaj(Rs, kC, 0, s), mnmaj(Ks, kC, grp, s), 1);
+    wg::commit();
+
+    // dbeta and dg (every sum they read was written before barrier (6)); dg is the reverse
+    // cumulative sum of dG over the chunk's valid rows
+    if (warp == 0) {
+      float d[2], db[2], cs = 0.f;
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int i = 2 * lane + u;
+        const float* v = vec;
+        auto both = [&](int off) { return v[off + i] + v[off + kC + i]; };
+        auto four = [&](int off) { return v[off + i] + v[off + kC + i] + v[off + 2 * kC + i] + v[off + 3 * kC + i]; };
+        const float ga = __expf(gS[i]), bi = bS[i], re = both(L::vRe), es = both(L::vEs), csi = both(L::vCs);
+        db[u] = both(L::vDb) + re + ga * es;
+        d[u] = both(L::vQd) + both(L::vZr) + bi * re - four(L::vColE) + bi * ga * es - csi - four(L::vColZ);
+        cs += csi;
+      }
+#pragma unroll
+      for (int o = 16; o; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
+      float fr = 0.f;
+#pragma unroll
+      for (int w = 0; w < kGThreads / 32; ++w) fr += vec[L::vFrob + w];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int i = 2 * lane + u;
+        if (i == Lc - 1) d[u] += __expf(gl) * fr + cs;
+        if (i >= Lc) d[u] = 0.f;
+      }
+      const float pair = d[0] + d[1];
+      float suf = pair;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const float n = __shfl_down_sync(0xffffffffu, suf, o);
+        if (lane + o < 32) suf += n;
+      }
+      const float after = suf - pair;  // rows 2 lane + 2 and later
+      const float o1 = d[1] + after, o0 = d[0] + o1;
+      const int i0 = 2 * lane;
+      if (i0 < Lc) {
+        p.dg[row0 + (int64_t)i0 * H] = o0;
+        p.dbeta[row0 + (int64_t)i0 * H] = db[0];
+      }
+      if (i0 + 1 < Lc) {
+        p.dg[row0 + (int64_t)(i0 + 1) * H] = o1;
+        p.dbeta[row0 + (int64_t)(i0 + 1) * H] = db[1];
+      }
+    }
+    wg::wait<0>();
+    wg::pin<KT8 * 4>(&ak[0][0]);
+    store_acc<T, KT8>(static_cast<T*>(p.dk) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, ak, 1.f, Lc - r0);
+  }  // chunks
+}
+
+template <class T>
+void launch(const Params& p, cudaStream_t s) {
+  const size_t smem = GradWgLayout().total + 1024;
+  const int64_t blocks =
+      std::min<int64_t>((int64_t)p.B * p.H * p.NT, device_attribute(cudaDevAttrMultiProcessorCount));
+  launch_checked(bwd_grad_wg<T>, blocks, kGThreads, smem, s, p, "gdr backward (wgmma)");
+}
+
+}  // namespace
+
+bool launch_bwd_grad_wg(DType dt, const Params& p, cudaStream_t s) {
+  if (dt == kF32 || p.K != kGK || p.V != kGV || p.A16 == nullptr) return false;
+  if (device_attribute(cudaDevAttrComputeCapabilityMajor) != 9) return false;  // wgmma is sm_90a only
+  if (knob_says_smem("ENGRAM_GDR_GRAD") || knob_is("ENGRAM_GDR_GRAD", "mma")) return false;
+  dt == kBF16 ? launch<__nv_bfloat16>(p, s) : launch<__half>(p, s);
+  return true;
+}
+
+}  // namespace gdr
+}  // namespace engram
