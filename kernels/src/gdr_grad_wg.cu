@@ -66,21 +66,57 @@ struct GradWgLayout {
   }
 };
 
-// cp.async of a rows x COLS tile (row stride gstride elements) into the swizzled layout; rows >=
-// valid are zero-filled. A thread keeps one 16-byte column chunk, and the rows it steps over
+// cp.async of a ROWS x COLS tile (row stride gstride elements) into the swizzled layout; rows
+// >= valid are zero-filled. A thread keeps one 16-byte column chunk, and the rows it steps over
 // are a multiple of 8 apart, so its swizzle is fixed and the destination steps by whole rows.
-template <class T, int COLS>
-__device__ __forceinline__ void copy_tile_sw(unsigned char* s, const T* g, int64_t gstride, int rows, int valid) {
+template <class T, int ROWS, int COLS>
+__device__ __forceinline__ void copy_tile_sw(unsigned char* s, const T* g, int64_t gstride, int valid) {
   constexpr int CPR = COLS * (int)sizeof(T) / 16, STEP = kGThreads / CPR;
-  static_assert(STEP % 8 == 0, "rows per step must keep the swizzle phase");
-  const int c = (threadIdx.x % CPR) * 8;
-  int r = threadIdx.x / CPR;
+  static_assert(STEP % 8 == 0 && ROWS % STEP == 0, "rows per step must keep the swizzle phase");
+  const int c = (threadIdx.x % CPR) * 8, r = threadIdx.x / CPR;
   const T* src = g + (int64_t)r * gstride + c;
-  unsigned char* dst = s + wg::sw128_offset(r, c, rows);
-#pragma unroll 1
-  for (; r < rows; r += STEP, src += STEP * gstride, dst += STEP * 128) {
-    const bool ok = r < valid;
-    cp_async16(dst, ok ? src : g, ok);
+  unsigned char* dst = s + wg::sw128_offset(r, c, ROWS);
+#pragma unroll
+  for (int i = 0; i < ROWS / STEP; ++i) {
+    const bool ok = r + i * STEP < valid;
+    cp_async16(dst + i * STEP * 128, ok ? src + (int64_t)i * STEP * gstride : g, ok);
+  }
+}
+
+// dst[row] = sum over the columns of acc * tile (a warp's [16 x 8 NT8] accumulator at tile rows
+// r0.., columns c0..; r0 and c0 multiples of 16 and 8), the tile's elements read in pairs.
+template <class T, int NT8>
+__device__ __forceinline__ void row_dot_sw(const float (*acc)[4], const unsigned char* tile, int rows, int r0, int c0,
+                                           float* dst) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+  const unsigned char* base = tile + (r0 + g) * 128 + 4 * t;  // rows r0 + g and + 8 share the swizzle phase g
+  float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+  for (int j = 0; j < NT8; ++j) {
+    const int c = c0 + 8 * j, off = (c >> 6) * rows * 128 + ((((c & 63) >> 3) ^ g) << 4);
+    const float2 a = unpack<T>(*reinterpret_cast<const uint32_t*>(base + off));
+    const float2 b = unpack<T>(*reinterpret_cast<const uint32_t*>(base + off + 8 * 128));
+    s0 += acc[j][0] * a.x + acc[j][1] * a.y;
+    s1 += acc[j][2] * b.x + acc[j][3] * b.y;
+  }
+#pragma unroll
+  for (int o = 1; o < 4; o <<= 1) {
+    s0 += __shfl_xor_sync(0xffffffffu, s0, o);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+  }
+  if (t == 0) {
+    dst[g] = s0;
+    dst[g + 8] = s1;
+  }
+}
+
+// acc's rows (g and g + 8 of the warp's strip) scaled by f[0] and f[1]
+template <int NT8>
+__device__ __forceinline__ void scale_rows(float (*acc)[4], const float* f) {
+#pragma unroll
+  for (int j = 0; j < NT8; ++j) {
+    acc[j][0] *= f[0], acc[j][1] *= f[0];
+    acc[j][2] *= f[1], acc[j][3] *= f[1];
   }
 }
 
@@ -97,11 +133,6 @@ __device__ __forceinline__ void store_sw(unsigned char* tile, int rows, int r0, 
     *reinterpret_cast<uint32_t*>(tile + wg::sw128_offset(r0 + g + 8, c, rows)) =
         pack<T>(alpha * acc[j][2], alpha * acc[j][3]);
   }
-}
-
-template <class T>
-__device__ __forceinline__ float at_sw(const unsigned char* tile, int rows, int r, int c) {
-  return to_f(*reinterpret_cast<const T*>(tile + wg::sw128_offset(r, c, rows)));
 }
 
 // Descriptors. K-major: the tile's rows are M or N (from row n0), its columns the contraction.
@@ -150,27 +181,27 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
   // beta, q, k (other buffer), v after (4); A after (6).
   const int64_t strideV = (int64_t)H * V, strideK = (int64_t)H * K;
   auto load_ds = [&](const ChunkBlock& c) {
-    copy_tile_sw<T, V>(dSs, static_cast<const T*>(p.dh) + c.cidx * K * V, V, K, K);
+    copy_tile_sw<T, K, V>(dSs, static_cast<const T*>(p.dh) + c.cidx * K * V, V, K);
   };
   auto load_dx = [&](const ChunkBlock& c) {
-    copy_tile_sw<T, V>(dOs, static_cast<const T*>(p.dO) + c.row0 * V, strideV, kC, c.Lc);
-    copy_tile_sw<T, V>(Xs, static_cast<const T*>(p.X) + c.cidx * kC * V, V, kC, kC);
-    copy_tile_sw<T, V>(dXs, static_cast<const T*>(p.dX) + c.cidx * kC * V, V, kC, kC);
+    copy_tile_sw<T, kC, V>(dOs, static_cast<const T*>(p.dO) + c.row0 * V, strideV, c.Lc);
+    copy_tile_sw<T, kC, V>(Xs, static_cast<const T*>(p.X) + c.cidx * kC * V, V, kC);
+    copy_tile_sw<T, kC, V>(dXs, static_cast<const T*>(p.dX) + c.cidx * kC * V, V, kC);
   };
   auto load_s0 = [&](const ChunkBlock& c, float* gdst, float* bdst) {
-    copy_tile_sw<T, V>(S0s, static_cast<const T*>(p.h) + c.cidx * K * V, V, K, K);
+    copy_tile_sw<T, K, V>(S0s, static_cast<const T*>(p.h) + c.cidx * K * V, V, K);
     const int t = threadIdx.x;
     if (t < kC / 4) cp_async16(gdst + 4 * t, p.gc + c.cidx * kC + 4 * t, true);
     if (t < kC) cp_async4(bdst + t, p.beta + c.row0 + (int64_t)(t < c.Lc ? t : 0) * H, t < c.Lc);
     cp_commit();
   };
   auto load_qkv = [&](const ChunkBlock& c, unsigned char* kdst) {  // committed with A
-    copy_tile_sw<T, K>(Qs, static_cast<const T*>(p.q) + c.row0 * K, strideK, kC, c.Lc);
-    copy_tile_sw<T, K>(kdst, static_cast<const T*>(p.k) + c.row0 * K, strideK, kC, c.Lc);
-    copy_tile_sw<T, V>(Vs, static_cast<const T*>(p.v) + c.row0 * V, strideV, kC, c.Lc);
+    copy_tile_sw<T, kC, K>(Qs, static_cast<const T*>(p.q) + c.row0 * K, strideK, c.Lc);
+    copy_tile_sw<T, kC, K>(kdst, static_cast<const T*>(p.k) + c.row0 * K, strideK, c.Lc);
+    copy_tile_sw<T, kC, V>(Vs, static_cast<const T*>(p.v) + c.row0 * V, strideV, c.Lc);
   };
   auto load_a = [&](const ChunkBlock& c) {
-    copy_tile_sw<T, kC>(As, static_cast<const T*>(p.A16) + c.cidx * kC * kC, kC, kC, kC);
+    copy_tile_sw<T, kC, kC>(As, static_cast<const T*>(p.A16) + c.cidx * kC * kC, kC, kC);
   };
   // every thread's generic-proxy writes (cp.async landed, st.shared) visible to wgmma, then the barrier
   auto barrier = [] {
@@ -202,6 +233,10 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
     cp_wait<1>();
     barrier();  // (1) the V-side tiles, g and beta are visible
     const float gl = gS[kC - 1];
+    // this thread's two rows (g and g + 8 of its warp's strip): e^G, e^{G_last - G}, beta
+    const int ra = r0 + (lane >> 2), rb = ra + 8;
+    const float eg[2] = {__expf(gS[ra]), __expf(gS[rb])}, egl[2] = {__expf(gl - gS[ra]), __expf(gl - gS[rb])};
+    const float br[2] = {bS[ra], bS[rb]};
 
     // ---- 1a: dO S0^T, dX S0^T, X dS^T over V (the group's K half)
     float aq[KT8][4], ak[KT8][4];  // dQ and dK, held until their stores
@@ -254,12 +289,13 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
       SS64::template mma<1, 1>(&dv[0][0], mnmaj(As, kC, 0, s), mnmaj(dXs, kC, grp, s), s);
     wg::commit();
     // dQ's first term scale e^G (dO S0^T) and its share of dg; dK's e^{G_last - G} (X dS^T) and c_j
-    each<KT8>(aq, [&](float& x, int r, int) { x *= p.scale * __expf(gS[r0 + r]); });
-    row_reduce<KT8>(aq, vec + L::vQd + grp * kC + r0,
-                    [&](float x, int r, int col) { return x * at_sw<T>(Qs, kC, r0 + r, kc0 + col); });
-    each<KT8>(ak, [&](float& x, int r, int) { x *= __expf(gl - gS[r0 + r]); });
-    row_reduce<KT8>(ak, vec + L::vCs + grp * kC + r0,
-                    [&](float x, int r, int col) { return x * at_sw<T>(Ks, kC, r0 + r, kc0 + col); });
+    {
+      const float f[2] = {p.scale * eg[0], p.scale * eg[1]};
+      scale_rows<KT8>(aq, f);
+    }
+    row_dot_sw<T, KT8>(aq, Qs, kC, r0, kc0, vec + L::vQd + grp * kC + r0);
+    scale_rows<KT8>(ak, egl);
+    row_dot_sw<T, KT8>(ak, Ks, kC, r0, kc0, vec + L::vCs + grp * kC + r0);
     wg::wait<1>();
     wg::pin<CT8 * 4>(&pa[0][0]);
     wg::pin<CT8 * 4>(&qk[0][0]);
@@ -274,9 +310,8 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
     wg::wait<0>();
     wg::pin<CT8 * 4>(&da[0][0]);
     wg::pin<VT8 * 4>(&dv[0][0]);
-    row_reduce<VT8>(dv, vec + L::vDb + grp * kC + r0,
-                    [&](float x, int r, int col) { return x * at_sw<T>(Vs, kC, r0 + r, vc0 + col); });
-    each<VT8>(dv, [&](float& x, int r, int) { x *= bS[r0 + r]; });
+    row_dot_sw<T, VT8>(dv, Vs, kC, r0, vc0, vec + L::vDb + grp * kC + r0);
+    scale_rows<VT8>(dv, br);
     store_acc<T, VT8>(static_cast<T*>(p.dv) + (row0 + (int64_t)r0 * H) * V + vc0, (int64_t)H * V, dv, 1.f, Lc - r0);
     barrier();  // (3) dW and P are visible; dO, X, dX and V are consumed
     if (more) load_dx(nb);
@@ -307,15 +342,12 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
       store_sw<T, CT8>(dAs, kC, r0, cc0, da);
       wg::wait<1>();
       wg::pin<KT8 * 4>(&atw[0][0]);
-      row_reduce<KT8>(atw, vec + L::vEs + grp * kC + r0,
-                      [&](float x, int r, int col) { return x * at_sw<T>(Ks, kC, r0 + r, kc0 + col); });
+      row_dot_sw<T, KT8>(atw, Ks, kC, r0, kc0, vec + L::vEs + grp * kC + r0);
+      const float f[2] = {br[0] * eg[0], br[1] * eg[1]};
 #pragma unroll
       for (int j = 0; j < KT8; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = r0 + (lane >> 2) + 8 * (e >> 1);
-          ak[j][e] += bS[i] * __expf(gS[i]) * atw[j][e];
-        }
+        for (int e = 0; e < 4; ++e) ak[j][e] += f[e >> 1] * atw[j][e];
     }
     wg::fence();
 #pragma unroll
@@ -367,11 +399,11 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
           const int i = r0 + (lane >> 2) + 8 * (e >> 1), jj = cc0 + 8 * j + 2 * (lane & 3) + (e & 1);
           const float d = jj < i ? -__expf(gS[i] - gS[jj]) * dl[j][e] : 0.f;
           kk[j][e] *= d;
-          dl[j][e] = d * bS[i];
+          dl[j][e] = d * br[e >> 1];
         }
       store_sw<T, CT8>(Rs, kC, r0, cc0, dl);
       row_reduce<CT8>(kk, vec + L::vRe + grp * kC + r0, [](float x, int, int) { return x; });
-      col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return bS[r0 + r] * x; });
+      col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return br[r >> 3] * x; });
     }
     barrier();  // (6) R is visible; A is consumed
     if (more) {
