@@ -7,8 +7,9 @@
 // column half wg of every [C x *] result and all 64 rows (warp w of the group rows 16w..16w+15,
 // the mma.sync accumulator layout, so the row and column sums of gdr_mma.cuh apply unchanged).
 // Every tile (q, k, v, dO, X, dX, S0, dS, A and the C x C intermediates P, dA, A^T dA, R, and
-// dW) lives in the 128-byte swizzled layout `wgmma` reads (wg::sw128_offset): the loads write it
-// with cp.async, the intermediates are stored into it from the accumulators. Transposed
+// dW) lives in the 128-byte swizzled layout `wgmma` reads (wg::sw128_offset): TMA writes the
+// loaded tiles (one request per tile, issued by one thread, counted by two mbarriers: the
+// V side and S0/dS, and q, k, v, A), the intermediates are stored into it from the accumulators. Transposed
 // operands (A^T, P^T, R^T, and the tiles whose rows are the contraction) are MN-major
 // descriptors of the same tiles, so nothing is transposed by hand. A^T dA, the one C x C result
 // whose B operand would be an MN-major 32-column half, is formed whole by both groups (four
@@ -23,6 +24,7 @@
 #include "gdr.h"
 #include "gdr_common.cuh"
 #include "gdr_mma.cuh"
+#include "gdr_tma.cuh"
 #include "gdr_wgmma.cuh"
 
 namespace engram {
@@ -41,7 +43,7 @@ struct GradWgLayout {
                        vEs = vCs + N, vDb = vEs + N, vRe = vDb + N, vColZ = vRe + N, vColE = vColZ + 4 * kC,
                        vFrob = vColE + 4 * kC, nvec = vFrob + kGThreads / 32;
   static constexpr int kTileCK = kC * kGK * 2, kTileCV = kC * kGV * 2, kTileKV = kGK * kGV * 2, kTileCC = kC * kC * 2;
-  size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, total;
+  size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, bar, total;
   __host__ __device__ GradWgLayout() {
     size_t off = 0;
     auto take = [&](size_t bytes) {
@@ -62,26 +64,10 @@ struct GradWgLayout {
     pm = take(kTileCC);  // P, then A^T dA
     da = take(kTileCC);  // dA, then R
     vec = take(4 * nvec);
+    bar = take(16);
     total = off;
   }
 };
-
-// cp.async of a ROWS x COLS tile (row stride gstride elements) into the swizzled layout; rows
-// >= valid are zero-filled. A thread keeps one 16-byte column chunk, and the rows it steps over
-// are a multiple of 8 apart, so its swizzle is fixed and the destination steps by whole rows.
-template <class T, int ROWS, int COLS>
-__device__ __forceinline__ void copy_tile_sw(unsigned char* s, const T* g, int64_t gstride, int valid) {
-  constexpr int CPR = COLS * (int)sizeof(T) / 16, STEP = kGThreads / CPR;
-  static_assert(STEP % 8 == 0 && ROWS % STEP == 0, "rows per step must keep the swizzle phase");
-  const int c = (threadIdx.x % CPR) * 8, r = threadIdx.x / CPR;
-  const T* src = g + (int64_t)r * gstride + c;
-  unsigned char* dst = s + wg::sw128_offset(r, c, ROWS);
-#pragma unroll
-  for (int i = 0; i < ROWS / STEP; ++i) {
-    const bool ok = r + i * STEP < valid;
-    cp_async16(dst + i * STEP * 128, ok ? src + (int64_t)i * STEP * gstride : g, ok);
-  }
-}
 
 // dst[row] = sum over the columns of acc * tile (a warp's [16 x 8 NT8] accumulator at tile rows
 // r0.., columns c0..; r0 and c0 multiples of 16 and 8), the tile's elements read in pairs.
@@ -144,8 +130,17 @@ __device__ __forceinline__ uint64_t mnmaj(const unsigned char* tile, int rows, i
   return wg::desc_mnmajor(tile + slab * rows * 128, rows, s);
 }
 
+// The tiles' TMA maps: q, k, v, dO over the user's [B, T, H, D] (rows past T arrive as zeros),
+// X, dX, h, dh, A and g over the per-chunk layouts.
+struct GradMaps {
+  CUtensorMap q, k, v, dO, x, dx, h, dh, a, g;
+};
+// bytes each mbarrier counts per chunk
+constexpr uint32_t kBytesV = 2 * (2 * kGK * kGV + 3 * kC * kGV) + 4 * kC;  // dS, S0, dO, X, dX, g
+constexpr uint32_t kBytesQ = 2 * (2 * kC * kGK + kC * kGV + kC * kC);      // q, k, v, A
+
 template <class T>
-__global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
+__global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __grid_constant__ GradMaps m) {
   using L = GradWgLayout;
   using SS32 = wg::SS<32, T>;
   using SS64 = wg::SS<64, T>;
@@ -177,32 +172,44 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
   unsigned char* const Rs = dAs;
   float* vec = reinterpret_cast<float*>(sm + lay.vec);
 
-  // The loads, issued as in gdr_grad_mma.cu: dS after barrier (2); dO, X, dX after (3); S0, g,
-  // beta, q, k (other buffer), v after (4); A after (6).
-  const int64_t strideV = (int64_t)H * V, strideK = (int64_t)H * K;
-  auto load_ds = [&](const ChunkBlock& c) {
-    copy_tile_sw<T, K, V>(dSs, static_cast<const T*>(p.dh) + c.cidx * K * V, V, K);
+  // The loads, issued by thread 0 as in gdr_grad_mma.cu: dS after barrier (2); dO, X, dX after
+  // (3); S0, g, and q, k (other buffer), v after (4); A after (6). fullV counts the first group
+  // (armed with dS), fullQ the second (armed with q); beta (strided over heads) comes by cp.async.
+  uint64_t* const fullV = reinterpret_cast<uint64_t*>(sm + lay.bar);
+  uint64_t* const fullQ = fullV + 1;
+  struct Where {
+    int t0, hh, b, cidx;
   };
-  auto load_dx = [&](const ChunkBlock& c) {
-    copy_tile_sw<T, kC, V>(dOs, static_cast<const T*>(p.dO) + c.row0 * V, strideV, c.Lc);
-    copy_tile_sw<T, kC, V>(Xs, static_cast<const T*>(p.X) + c.cidx * kC * V, V, kC);
-    copy_tile_sw<T, kC, V>(dXs, static_cast<const T*>(p.dX) + c.cidx * kC * V, V, kC);
+  auto where = [&](int64_t blk) {
+    const int c = (int)(blk % p.NT);
+    const int64_t bh = blk / p.NT;
+    return Where{c * kC, (int)(bh % H), (int)(bh / H), (int)(bh * p.NT + c)};
   };
-  auto load_s0 = [&](const ChunkBlock& c, float* gdst, float* bdst) {
-    copy_tile_sw<T, K, V>(S0s, static_cast<const T*>(p.h) + c.cidx * K * V, V, K);
+  auto load_ds = [&](const Where& w) {
+    tma::arrive_expect(fullV, kBytesV);
+    tma::load<3>(dSs, &m.dh, {0, w.cidx * K, 0}, fullV);
+  };
+  auto load_dx = [&](const Where& w) {
+    tma::load<5>(dOs, &m.dO, {0, w.t0, 0, w.hh, w.b}, fullV);
+    tma::load<3>(Xs, &m.x, {0, w.cidx * kC, 0}, fullV);
+    tma::load<3>(dXs, &m.dx, {0, w.cidx * kC, 0}, fullV);
+  };
+  auto load_s0 = [&](const Where& w, float* gdst) {
+    tma::load<3>(S0s, &m.h, {0, w.cidx * K, 0}, fullV);
+    tma::load<2>(gdst, &m.g, {0, w.cidx}, fullV);
+  };
+  auto load_beta = [&](const ChunkBlock& c, float* bdst) {  // every thread below kC
     const int t = threadIdx.x;
-    if (t < kC / 4) cp_async16(gdst + 4 * t, p.gc + c.cidx * kC + 4 * t, true);
     if (t < kC) cp_async4(bdst + t, p.beta + c.row0 + (int64_t)(t < c.Lc ? t : 0) * H, t < c.Lc);
     cp_commit();
   };
-  auto load_qkv = [&](const ChunkBlock& c, unsigned char* kdst) {  // committed with A
-    copy_tile_sw<T, kC, K>(Qs, static_cast<const T*>(p.q) + c.row0 * K, strideK, c.Lc);
-    copy_tile_sw<T, kC, K>(kdst, static_cast<const T*>(p.k) + c.row0 * K, strideK, c.Lc);
-    copy_tile_sw<T, kC, V>(Vs, static_cast<const T*>(p.v) + c.row0 * V, strideV, c.Lc);
+  auto load_qkv = [&](const Where& w, unsigned char* kdst) {
+    tma::arrive_expect(fullQ, kBytesQ);
+    tma::load<5>(Qs, &m.q, {0, w.t0, 0, w.hh, w.b}, fullQ);
+    tma::load<5>(kdst, &m.k, {0, w.t0, 0, w.hh, w.b}, fullQ);
+    tma::load<5>(Vs, &m.v, {0, w.t0, 0, w.hh, w.b}, fullQ);
   };
-  auto load_a = [&](const ChunkBlock& c) {
-    copy_tile_sw<T, kC, kC>(As, static_cast<const T*>(p.A16) + c.cidx * kC * kC, kC, kC);
-  };
+  auto load_a = [&](const Where& w) { tma::load<2>(As, &m.a, {0, w.cidx * kC}, fullQ); };
   // every thread's generic-proxy writes (cp.async landed, st.shared) visible to wgmma, then the barrier
   auto barrier = [] {
     wg::fence_smem();
@@ -210,15 +217,20 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
   };
 
   int64_t blk = blockIdx.x;
-  {
-    const ChunkBlock c(p, blk);
-    load_ds(c);
-    load_dx(c);
-    load_s0(c, vec + L::vG, vec + L::vB);
-    load_qkv(c, K0s);
-    load_a(c);
-    cp_commit();
+  const bool issuer = threadIdx.x == 0;
+  if (issuer) {
+    tma::bar_init(fullV, 1);
+    tma::bar_init(fullQ, 1);
+    tma::fence_bar_init();
+    const Where w = where(blk);
+    load_ds(w);
+    load_dx(w);
+    load_s0(w, vec + L::vG);
+    load_qkv(w, K0s);
+    load_a(w);
   }
+  load_beta(ChunkBlock(p, blk), vec + L::vB);
+  __syncthreads();  // the barriers are initialised before anyone waits on them
 #pragma unroll 1
   for (int it = 0; blk < total; ++it, blk += gridDim.x) {
     const ChunkBlock cb(p, blk);
@@ -226,11 +238,13 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
     const int64_t row0 = cb.row0;
     const bool more = blk + gridDim.x < total;
     const ChunkBlock nb(p, more ? blk + gridDim.x : blk);
+    const Where nw = where(more ? blk + gridDim.x : blk);
     const bool odd = it & 1;
     unsigned char* const Ks = odd ? K1s : K0s;
     const float* gS = vec + (odd ? L::vG2 : L::vG);
     const float* bS = vec + (odd ? L::vB2 : L::vB);
-    cp_wait<1>();
+    tma::wait(fullV, it & 1);
+    cp_wait<0>();
     barrier();  // (1) the V-side tiles, g and beta are visible
     const float gl = gS[kC - 1];
     // this thread's two rows (g and g + 8 of its warp's strip): e^G, e^{G_last - G}, beta
@@ -269,9 +283,9 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
       wg::pin<KT8 * 4>(&aq[0][0]);
       wg::pin<KT8 * 4>(&aw[0][0]);
       wg::pin<KT8 * 4>(&ak[0][0]);
-      cp_wait<0>();
+      tma::wait(fullQ, it & 1);
       barrier();  // (2) S0 and dS are consumed (dW may overwrite them); q, k, v, A are visible
-      if (more) load_ds(nb);
+      if (more && issuer) load_ds(nw);
       store_sw<T, KT8>(dWs, kC, r0, kc0, aw, -1.f);  // dW = -dX S0^T
     }
     // ---- 1b: P = scale M (dO X^T) and Q K^T; dX (beta V)^T; dV = beta A^T dX
@@ -314,7 +328,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
     scale_rows<VT8>(dv, br);
     store_acc<T, VT8>(static_cast<T*>(p.dv) + (row0 + (int64_t)r0 * H) * V + vc0, (int64_t)H * V, dv, 1.f, Lc - r0);
     barrier();  // (3) dW and P are visible; dO, X, dX and V are consumed
-    if (more) load_dx(nb);
+    if (more && issuer) load_dx(nw);
 
     // ---- 2: dA = dW (beta e^G K)^T + dX (beta V)^T; A^T dW; dQ += P K; dK += P^T Q
     {
@@ -361,8 +375,11 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
     wg::pin<KT8 * 4>(&ak[0][0]);
     barrier();  // (4) dA is visible; P, q and dW are consumed
     if (more) {
-      load_s0(nb, vec + (odd ? L::vG : L::vG2), vec + (odd ? L::vB : L::vB2));
-      load_qkv(nb, odd ? K0s : K1s);
+      if (issuer) {
+        load_s0(nw, vec + (odd ? L::vG : L::vG2));
+        load_qkv(nw, odd ? K0s : K1s);
+      }
+      load_beta(nb, vec + (odd ? L::vB : L::vB2));
     }
 
     // ---- 3: A^T dA (whole, see the header), K K^T; then dL = -(A^T dA) A^T
@@ -406,10 +423,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
       col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return br[r >> 3] * x; });
     }
     barrier();  // (6) R is visible; A is consumed
-    if (more) {
-      load_a(nb);
-      cp_commit();
-    }
+    if (more && issuer) load_a(nw);
 
     // ---- 4: dK += R K + R^T K, stored
     wg::fence();
@@ -472,10 +486,31 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p) {
 
 template <class T>
 void launch(const Params& p, cudaStream_t s) {
+  const CUtensorMapDataType dt = tma::data_type<T>();
+  const uint64_t rows = (uint64_t)p.B * p.H * p.NT * kC, krows = rows / kC * kGK;
+  // TMA coordinates are 32-bit: the per-chunk row indices must fit
+  TORCH_CHECK(krows < (uint64_t)INT32_MAX, "gdr backward (wgmma): B*H*T = ", rows, " rows exceed the TMA coordinate range");
+  GradMaps m;
+  tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, kGK, kGK / 64);
+  tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, kGK, kGK / 64);
+  tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, kGV, kGV / 64);
+  tma::encode_user(&m.dO, dt, p.dO, p.B, p.T, p.H, kGV, kGV / 64);
+  const uint64_t cd[3] = {64, rows, kGV / 64}, kd[3] = {64, krows, kGV / 64}, vs[2] = {2 * kGV, 128};
+  const uint32_t cb[3] = {64, kC, kGV / 64}, kb[3] = {64, kGK, kGV / 64};
+  tma::encode(&m.x, dt, 3, p.X, cd, vs, cb, true);
+  tma::encode(&m.dx, dt, 3, p.dX, cd, vs, cb, true);
+  tma::encode(&m.h, dt, 3, p.h, kd, vs, kb, true);
+  tma::encode(&m.dh, dt, 3, p.dh, kd, vs, kb, true);
+  const uint64_t ad[2] = {kC, rows}, as[1] = {2 * kC};
+  const uint32_t ab[2] = {kC, kC};
+  tma::encode(&m.a, dt, 2, p.A16, ad, as, ab, true);
+  const uint64_t gd[2] = {kC, rows / kC}, gs[1] = {4 * kC};
+  const uint32_t gb[2] = {kC, 1};
+  tma::encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
   const size_t smem = GradWgLayout().total + 1024;
   const int64_t blocks =
       std::min<int64_t>((int64_t)p.B * p.H * p.NT, device_attribute(cudaDevAttrMultiProcessorCount));
-  launch_checked(bwd_grad_wg<T>, blocks, kGThreads, smem, s, p, "gdr backward (wgmma)");
+  launch_checked(bwd_grad_wg<T>, blocks, kGThreads, smem, s, p, "gdr backward (wgmma)", m);
 }
 
 }  // namespace
