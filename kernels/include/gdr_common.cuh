@@ -9,9 +9,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 #include "gdr.h"
 
 namespace engram {
@@ -383,11 +386,40 @@ __device__ __forceinline__ void invert_unit_lower(const float* L, float* A, int 
 }
 
 // ---- host side, shared by every launcher ----
+// Device attributes, queried once per device and attribute: a forward+backward asks a dozen
+// times, and each query is a driver call.
 inline int device_attribute(cudaDeviceAttr a) {
-  int dev = 0, v = 0;
+  constexpr int kDevs = 64, kAttrs = 256;
+  static std::atomic<int> cache[kDevs][kAttrs];  // 0: not yet asked (the value is stored + 1)
+  int dev = 0;
   C10_CUDA_CHECK(cudaGetDevice(&dev));
+  const bool cached = dev >= 0 && dev < kDevs && (int)a >= 0 && (int)a < kAttrs;
+  if (cached) {
+    const int c = cache[dev][a].load(std::memory_order_relaxed);
+    if (c != 0) return c - 1;
+  }
+  int v = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&v, a, dev));
+  if (cached) cache[dev][a].store(v + 1, std::memory_order_relaxed);
   return v;
+}
+// Raises a kernel's dynamic shared-memory limit to `smem` on the current device, once per
+// (kernel, device, size): the attribute call costs a few microseconds on every launch otherwise.
+inline void allow_dynamic_smem(const void* kern, size_t smem) {
+  struct Entry {
+    const void* kern;
+    int dev;
+    size_t smem;
+  };
+  static std::mutex mu;
+  static std::vector<Entry> done;
+  int dev = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mu);
+  for (const Entry& e : done)
+    if (e.kern == kern && e.dev == dev && e.smem >= smem) return;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  done.push_back({kern, dev, smem});
 }
 inline size_t max_smem_per_block() { return (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin); }
 
@@ -400,7 +432,7 @@ void launch_checked(Kern kern, int64_t blocks, int threads, size_t smem, cudaStr
   TORCH_CHECK(smem <= maxs, what, ": K=", p.K, ", V=", p.V, " needs ", smem,
               " bytes of shared memory, the device has ", maxs);
   TORCH_CHECK(blocks < (int64_t)INT32_MAX, what, ": too many blocks");
-  C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  allow_dynamic_smem(reinterpret_cast<const void*>(kern), smem);
   kern<<<(unsigned)blocks, threads, smem, s>>>(p, extra...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -414,7 +414,7 @@ void launch_groups(const Params& p, cudaStream_t s) {
   const size_t smem = GradMmaLayout<K, V, NCG, PF>().total;
   int64_t blocks = (int64_t)p.B * p.H * p.NT;
   if (PF) {  // persistent: as many blocks as fit at once, each walking chunks blk, blk + grid, ...
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    allow_dynamic_smem(reinterpret_cast<const void*>(kern), smem);
     int per_sm = 0;
     C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, 32 * 4 * NCG, smem));
     blocks = std::min<int64_t>(blocks, (int64_t)std::max(per_sm, 1) * device_attribute(cudaDevAttrMultiProcessorCount));

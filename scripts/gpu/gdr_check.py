@@ -354,14 +354,20 @@ def main():
                                                              (1, 130, 2, 64, 128, torch.float16, 10.0, False))]
     env_cases += [({"ENGRAM_GDR_GRAD": "smem"}, c) for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True),
                                                              (2, 75, 2, 128, 64, torch.float16, 10.0, False))]
-    # the register gradient kernel with one block per chunk and with persistent blocks
-    env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": pf}, c) for pf in ("0", "1")
+    # the mma.sync gradient kernel (K = V = 128 runs the wgmma one unless ENGRAM_GDR_GRAD=mma) with
+    # one block per chunk and with persistent blocks
+    env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": pf, "ENGRAM_GDR_GRAD": "mma"}, c) for pf in ("0", "1")
                   for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True), (1, 130, 2, 64, 128, torch.float16, 10.0, False),
                             (2, 75, 2, 64, 64, torch.bfloat16, 1.0, True))]
     # more chunks (297) than an H100 has SMs, so that persistent blocks walk several (both parities
     # of their double buffers) and a tail chunk
-    env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": "1"}, c)
+    env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": "1", "ENGRAM_GDR_GRAD": "mma"}, c)
                   for c in ((3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True), (3, 2100, 3, 64, 128, torch.float16, 1.0, False))]
+    # the wgmma gradient kernel (K = V = 128, A saved in 16 bits): persistent blocks walking several
+    # chunks with a tail, fp16, and T below one chunk
+    env_cases += [({}, c) for c in ((3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True),
+                                    (3, 2100, 3, 128, 128, torch.float16, 10.0, False),
+                                    (2, 37, 3, 128, 128, torch.float16, 1.0, True))]
     # the forward without a gradient: the fused kernel forced (small shapes have too few heads to
     # pick it), at its default (102 heads: picked on a 132-SM H100), and the split kernels
     fwd_only = [(2, 300, 2, 128, 128, torch.bfloat16, 1.0, True), (1, 1000, 1, 128, 128, torch.bfloat16, 0.1, True),
