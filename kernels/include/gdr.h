@@ -71,8 +71,9 @@ bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s);  // o, ht (+ s
 // The register-resident gradient stage (gdr_grad_mma.cu) for 16-bit inputs with K, V in {64, 128};
 // false when it does not apply (gdr_bwd_grad.cu runs instead). ENGRAM_GDR_GRAD=smem disables it.
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);
-// The gradient stage with warpgroup products (gdr_grad_wg.cu): 16-bit inputs, K = V = 128, A
-// saved in T, sm_90; false when it does not apply. ENGRAM_GDR_GRAD=mma (or smem) disables it.
+// The gradient stage with warpgroup products (gdr_grad_wg.cu): 16-bit inputs, K in {64, 128},
+// V = 128, A saved in T, sm_90; false when it does not apply. ENGRAM_GDR_GRAD=mma (or smem)
+// disables it.
 bool launch_bwd_grad_wg(DType dt, const Params& p, cudaStream_t s);
 // The register-resident prep stage (gdr_prep_mma.cu), same conditions; ENGRAM_GDR_PREP=smem disables it.
 bool launch_prep_mma(DType dt, const Params& p, cudaStream_t s);

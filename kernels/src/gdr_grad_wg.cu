@@ -1,23 +1,25 @@
-// Backward stage 2 with warpgroup products (sm_90a wgmma), 16-bit inputs, K = V = 128: every
-// input gradient of one chunk, the equations and the schedule of gdr_grad_mma.cu (see its
+// Backward stage 2 with warpgroup products (sm_90a wgmma), 16-bit inputs, K in {64, 128}, V = 128:
+// every input gradient of one chunk, the equations and the schedule of gdr_grad_mma.cu (see its
 // header), with each product one chain of `wgmma` reading both operands from shared memory
 // instead of a warp's `mma.sync` chain fed by `ldmatrix`.
 //
-// A persistent block of two warpgroups walks chunks blk, blk + grid, ... Warpgroup wg owns
-// column half wg of every [C x *] result and all 64 rows (warp w of the group rows 16w..16w+15,
-// the mma.sync accumulator layout, so the row and column sums of gdr_mma.cuh apply unchanged).
-// Every tile (q, k, v, dO, X, dX, S0, dS, A and the C x C intermediates P, dA, A^T dA, R, and
-// dW) lives in the 128-byte swizzled layout `wgmma` reads (wg::sw128_offset): TMA writes the
-// loaded tiles (one request per tile, issued by one thread, counted by two mbarriers: the
-// V side and S0/dS, and q, k, v, A), the intermediates are stored into it from the accumulators. Transposed
-// operands (A^T, P^T, R^T, and the tiles whose rows are the contraction) are MN-major
-// descriptors of the same tiles, so nothing is transposed by hand. A^T dA, the one C x C result
-// whose B operand would be an MN-major 32-column half, is formed whole by both groups (four
-// more m64n64k16) and each stores its half.
+// A persistent block of two warpgroups walks chunks blk, blk + grid, ... Warpgroup wg owns column half wg of every [C x *] result and all 64 rows (warp w
+// of the group rows 16w..16w+15, the mma.sync accumulator layout, so the row and column sums of
+// gdr_mma.cuh apply unchanged). Every tile (q, k, v, dO, X, dX, S0, dS, A, the C x C
+// intermediates P, dA, A^T dA, R, and dW) lives in the 128-byte swizzled layout `wgmma` reads
+// (wg::sw128_offset): TMA writes the loaded tiles (one request per tile, issued by one thread,
+// counted by two mbarriers: the V side with S0 and dS, and q, k, v, A), the intermediates are
+// stored into it from the accumulators. Transposed operands (A^T, P^T, R^T, and the tiles whose
+// rows are the contraction) are MN-major descriptors of the same tiles, so nothing is
+// transposed by hand; a group's column half of an MN-major operand may start in the middle of
+// a 64-column slab (wgmma_layout_test covers it).
 //
 // Why: the mma.sync kernel issues ~600 `mma` and ~300 `ldmatrix` per warp and chunk from 2 warps
 // per scheduler and is bound by their latencies (Nsight Compute: 0.27 issued per scheduler per
-// cycle, stalls led by fixed-latency waits and shared-memory scoreboards).
+// cycle, stalls led by fixed-latency waits and shared-memory scoreboards). At V = 64 the
+// mma.sync kernel stays: there this one's 32-column products and per-chunk overheads made
+// forward+backward slower at (8,2048,32,64,64) (1.29-1.34 ms with one block per SM, 1.42 with
+// two and register spills, against 1.23-1.26).
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
 #include <cstdlib>
@@ -33,16 +35,16 @@ namespace {
 
 using namespace mma;
 
-constexpr int kGK = 128, kGV = 128;  // the shapes this kernel is built for
 constexpr int kGThreads = 256;       // two warpgroups
 
 // Byte offsets of the block's shared memory (1024-aligned tiles, the swizzle's period).
+template <int K, int V>
 struct GradWgLayout {
   static constexpr int N = 2 * kC;  // row sums: one per column half
   static constexpr int vG = 0, vB = kC, vG2 = 2 * kC, vB2 = 3 * kC, vQd = 4 * kC, vZr = vQd + N, vCs = vZr + N,
                        vEs = vCs + N, vDb = vEs + N, vRe = vDb + N, vColZ = vRe + N, vColE = vColZ + 4 * kC,
                        vFrob = vColE + 4 * kC, nvec = vFrob + kGThreads / 32;
-  static constexpr int kTileCK = kC * kGK * 2, kTileCV = kC * kGV * 2, kTileKV = kGK * kGV * 2, kTileCC = kC * kC * 2;
+  static constexpr int kTileCK = kC * K * 2, kTileCV = kC * V * 2, kTileKV = K * V * 2, kTileCC = kC * kC * 2;
   size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, bar, total;
   __host__ __device__ GradWgLayout() {
     size_t off = 0;
@@ -126,8 +128,8 @@ __device__ __forceinline__ void store_sw(unsigned char* tile, int rows, int r0, 
 __device__ __forceinline__ uint64_t kmaj(const unsigned char* tile, int rows, int n0, int s) {
   return wg::desc_kmajor(tile + n0 * 128, rows, s);
 }
-__device__ __forceinline__ uint64_t mnmaj(const unsigned char* tile, int rows, int slab, int s) {
-  return wg::desc_mnmajor(tile + slab * rows * 128, rows, s);
+__device__ __forceinline__ uint64_t mnmaj(const unsigned char* tile, int rows, int c0, int s) {
+  return wg::desc_mnmajor(tile + (c0 >> 6) * rows * 128 + (c0 & 63) * 2, rows, s);
 }
 
 // The tiles' TMA maps: q, k, v, dO over the user's [B, T, H, D] (rows past T arrive as zeros),
@@ -136,15 +138,17 @@ struct GradMaps {
   CUtensorMap q, k, v, dO, x, dx, h, dh, a, g;
 };
 // bytes each mbarrier counts per chunk
-constexpr uint32_t kBytesV = 2 * (2 * kGK * kGV + 3 * kC * kGV) + 4 * kC;  // dS, S0, dO, X, dX, g
-constexpr uint32_t kBytesQ = 2 * (2 * kC * kGK + kC * kGV + kC * kC);      // q, k, v, A
+template <int K, int V>
+constexpr uint32_t kBytesV = 2 * (2 * K * V + 3 * kC * V) + 4 * kC;  // dS, S0, dO, X, dX, g
+template <int K, int V>
+constexpr uint32_t kBytesQ = 2 * (2 * kC * K + kC * V + kC * kC);  // q, k, v, A
 
-template <class T>
+template <class T, int K, int V>
 __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __grid_constant__ GradMaps m) {
-  using L = GradWgLayout;
-  using SS32 = wg::SS<32, T>;
-  using SS64 = wg::SS<64, T>;
-  constexpr int K = kGK, V = kGV;
+  using L = GradWgLayout<K, V>;
+  using SSK = wg::SS<K / 2, T>;  // [C x K] results: the group's K / 2 columns
+  using SSV = wg::SS<V / 2, T>;
+  using SSC = wg::SS<kC / 2, T>;
   constexpr int KT8 = K / 16, CT8 = kC / 16, VT8 = V / 16;  // n8 tiles of a group's column half
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* const sm = smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
@@ -186,7 +190,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     return Where{c * kC, (int)(bh % H), (int)(bh / H), (int)(bh * p.NT + c)};
   };
   auto load_ds = [&](const Where& w) {
-    tma::arrive_expect(fullV, kBytesV);
+    tma::arrive_expect(fullV, kBytesV<K, V>);
     tma::load<3>(dSs, &m.dh, {0, w.cidx * K, 0}, fullV);
   };
   auto load_dx = [&](const Where& w) {
@@ -204,7 +208,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     cp_commit();
   };
   auto load_qkv = [&](const Where& w, unsigned char* kdst) {
-    tma::arrive_expect(fullQ, kBytesQ);
+    tma::arrive_expect(fullQ, kBytesQ<K, V>);
     tma::load<5>(Qs, &m.q, {0, w.t0, 0, w.hh, w.b}, fullQ);
     tma::load<5>(kdst, &m.k, {0, w.t0, 0, w.hh, w.b}, fullQ);
     tma::load<5>(Vs, &m.v, {0, w.t0, 0, w.hh, w.b}, fullQ);
@@ -259,9 +263,9 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       wg::fence();
 #pragma unroll
       for (int s = 0; s < V / 16; ++s) {
-        SS64::template mma<0>(&aq[0][0], kmaj(dOs, kC, 0, s), kmaj(S0s, K, kc0, s), s);
-        SS64::template mma<0>(&aw[0][0], kmaj(dXs, kC, 0, s), kmaj(S0s, K, kc0, s), s);
-        SS64::template mma<0>(&ak[0][0], kmaj(Xs, kC, 0, s), kmaj(dSs, K, kc0, s), s);
+        SSK::template mma<0>(&aq[0][0], kmaj(dOs, kC, 0, s), kmaj(S0s, K, kc0, s), s);
+        SSK::template mma<0>(&aw[0][0], kmaj(dXs, kC, 0, s), kmaj(S0s, K, kc0, s), s);
+        SSK::template mma<0>(&ak[0][0], kmaj(Xs, kC, 0, s), kmaj(dSs, K, kc0, s), s);
       }
       wg::commit();
       // <S0, dS> while the products run: both tiles share one layout, so a flat walk pairs them
@@ -292,15 +296,15 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     float pa[CT8][4], qk[CT8][4], da[CT8][4], dv[VT8][4];
     wg::fence();
 #pragma unroll
-    for (int s = 0; s < V / 16; ++s) SS32::template mma<0>(&pa[0][0], kmaj(dOs, kC, 0, s), kmaj(Xs, kC, cc0, s), s);
+    for (int s = 0; s < V / 16; ++s) SSC::template mma<0>(&pa[0][0], kmaj(dOs, kC, 0, s), kmaj(Xs, kC, cc0, s), s);
 #pragma unroll
-    for (int s = 0; s < K / 16; ++s) SS32::template mma<0>(&qk[0][0], kmaj(Qs, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
+    for (int s = 0; s < K / 16; ++s) SSC::template mma<0>(&qk[0][0], kmaj(Qs, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
     wg::commit();
 #pragma unroll
-    for (int s = 0; s < V / 16; ++s) SS32::template mma<0>(&da[0][0], kmaj(dXs, kC, 0, s), kmaj(Vs, kC, cc0, s), s);
+    for (int s = 0; s < V / 16; ++s) SSC::template mma<0>(&da[0][0], kmaj(dXs, kC, 0, s), kmaj(Vs, kC, cc0, s), s);
 #pragma unroll
     for (int s = 0; s < kC / 16; ++s)
-      SS64::template mma<1, 1>(&dv[0][0], mnmaj(As, kC, 0, s), mnmaj(dXs, kC, grp, s), s);
+      SSV::template mma<1, 1>(&dv[0][0], mnmaj(As, kC, 0, s), mnmaj(dXs, kC, vc0, s), s);
     wg::commit();
     // dQ's first term scale e^G (dO S0^T) and its share of dg; dK's e^{G_last - G} (X dS^T) and c_j
     {
@@ -335,14 +339,14 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       float wk[CT8][4], atw[KT8][4];
       wg::fence();
 #pragma unroll
-      for (int s = 0; s < K / 16; ++s) SS32::template mma<0>(&wk[0][0], kmaj(dWs, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
+      for (int s = 0; s < K / 16; ++s) SSC::template mma<0>(&wk[0][0], kmaj(dWs, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
       wg::commit();
 #pragma unroll
       for (int s = 0; s < kC / 16; ++s)
-        SS64::template mma<1, 1>(&atw[0][0], mnmaj(As, kC, 0, s), mnmaj(dWs, kC, grp, s), s);
+        SSK::template mma<1, 1>(&atw[0][0], mnmaj(As, kC, 0, s), mnmaj(dWs, kC, kc0, s), s);
       wg::commit();
 #pragma unroll
-      for (int s = 0; s < kC / 16; ++s) SS64::template mma<1>(&aq[0][0], kmaj(Ps, kC, 0, s), mnmaj(Ks, kC, grp, s), 1);
+      for (int s = 0; s < kC / 16; ++s) SSK::template mma<1>(&aq[0][0], kmaj(Ps, kC, 0, s), mnmaj(Ks, kC, kc0, s), 1);
       wg::commit();
       wg::wait<2>();
       wg::pin<CT8 * 4>(&wk[0][0]);
@@ -366,7 +370,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     wg::fence();
 #pragma unroll
     for (int s = 0; s < kC / 16; ++s)
-      SS64::template mma<1, 1>(&ak[0][0], mnmaj(Ps, kC, 0, s), mnmaj(Qs, kC, grp, s), 1);
+      SSK::template mma<1, 1>(&ak[0][0], mnmaj(Ps, kC, 0, s), mnmaj(Qs, kC, kc0, s), 1);
     wg::commit();
     wg::wait<1>();
     wg::pin<KT8 * 4>(&aq[0][0]);
@@ -382,28 +386,27 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       load_beta(nb, vec + (odd ? L::vB : L::vB2));
     }
 
-    // ---- 3: A^T dA (whole, see the header), K K^T; then dL = -(A^T dA) A^T
+    // ---- 3: A^T dA and K K^T; then dL = -(A^T dA) A^T
     float kk[CT8][4];
     {
-      float ta[2 * CT8][4];
+      float ta[CT8][4];
       wg::fence();
 #pragma unroll
-      for (int s = 0; s < kC / 16; ++s) SS64::template mma<1, 1>(&ta[0][0], mnmaj(As, kC, 0, s), mnmaj(dAs, kC, 0, s), s);
+      for (int s = 0; s < kC / 16; ++s) SSC::template mma<1, 1>(&ta[0][0], mnmaj(As, kC, 0, s), mnmaj(dAs, kC, cc0, s), s);
       wg::commit();
 #pragma unroll
-      for (int s = 0; s < K / 16; ++s) SS32::template mma<0>(&kk[0][0], kmaj(Ks, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
+      for (int s = 0; s < K / 16; ++s) SSC::template mma<0>(&kk[0][0], kmaj(Ks, kC, 0, s), kmaj(Ks, kC, cc0, s), s);
       wg::commit();
       wg::wait<1>();
-      wg::pin<2 * CT8 * 4>(&ta[0][0]);
-      if (grp == 0) store_sw<T, CT8>(Ts, kC, r0, 0, ta);
-      else store_sw<T, CT8>(Ts, kC, r0, kC / 2, ta + CT8);
+      wg::pin<CT8 * 4>(&ta[0][0]);
+      store_sw<T, CT8>(Ts, kC, r0, cc0, ta);
     }
     barrier();  // (5) A^T dA is visible; dA is consumed
     {
       float dl[CT8][4];
       wg::fence();
 #pragma unroll
-      for (int s = 0; s < kC / 16; ++s) SS32::template mma<0>(&dl[0][0], kmaj(Ts, kC, 0, s), kmaj(As, kC, cc0, s), s);
+      for (int s = 0; s < kC / 16; ++s) SSC::template mma<0>(&dl[0][0], kmaj(Ts, kC, 0, s), kmaj(As, kC, cc0, s), s);
       wg::commit();
       wg::wait<0>();
       wg::pin<CT8 * 4>(&dl[0][0]);
@@ -428,9 +431,9 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     // ---- 4: dK += R K + R^T K, stored
     wg::fence();
 #pragma unroll
-    for (int s = 0; s < kC / 16; ++s) SS64::template mma<1>(&ak[0][0], kmaj(Rs, kC, 0, s), mnmaj(Ks, kC, grp, s), 1);
+    for (int s = 0; s < kC / 16; ++s) SSK::template mma<1>(&ak[0][0], kmaj(Rs, kC, 0, s), mnmaj(Ks, kC, kc0, s), 1);
 #pragma unroll
-    for (int s = 0; s < kC / 16; ++s) SS64::template mma<1, 1>(&ak[0][0], mnmaj(Rs, kC, 0, s), mnmaj(Ks, kC, grp, s), 1);
+    for (int s = 0; s < kC / 16; ++s) SSK::template mma<1, 1>(&ak[0][0], mnmaj(Rs, kC, 0, s), mnmaj(Ks, kC, kc0, s), 1);
     wg::commit();
 
     // dbeta and dg (every sum they read was written before barrier (6)); dg is the reverse
@@ -484,19 +487,20 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
   }  // chunks
 }
 
-template <class T>
+template <class T, int K, int V>
 void launch(const Params& p, cudaStream_t s) {
   const CUtensorMapDataType dt = tma::data_type<T>();
-  const uint64_t rows = (uint64_t)p.B * p.H * p.NT * kC, krows = rows / kC * kGK;
+  const uint64_t rows = (uint64_t)p.B * p.H * p.NT * kC, krows = rows / kC * K;
   // TMA coordinates are 32-bit: the per-chunk row indices must fit
-  TORCH_CHECK(krows < (uint64_t)INT32_MAX, "gdr backward (wgmma): B*H*T = ", rows, " rows exceed the TMA coordinate range");
+  TORCH_CHECK(krows < (uint64_t)INT32_MAX, "gdr backward (wgmma): B*H*T = ", rows,
+              " rows exceed the TMA coordinate range");
   GradMaps m;
-  tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, kGK, kGK / 64);
-  tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, kGK, kGK / 64);
-  tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, kGV, kGV / 64);
-  tma::encode_user(&m.dO, dt, p.dO, p.B, p.T, p.H, kGV, kGV / 64);
-  const uint64_t cd[3] = {64, rows, kGV / 64}, kd[3] = {64, krows, kGV / 64}, vs[2] = {2 * kGV, 128};
-  const uint32_t cb[3] = {64, kC, kGV / 64}, kb[3] = {64, kGK, kGV / 64};
+  tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, K, K / 64);
+  tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, K, K / 64);
+  tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, V, V / 64);
+  tma::encode_user(&m.dO, dt, p.dO, p.B, p.T, p.H, V, V / 64);
+  const uint64_t cd[3] = {64, rows, V / 64}, kd[3] = {64, krows, V / 64}, vs[2] = {2 * V, 128};
+  const uint32_t cb[3] = {64, kC, V / 64}, kb[3] = {64, K, V / 64};
   tma::encode(&m.x, dt, 3, p.X, cd, vs, cb, true);
   tma::encode(&m.dx, dt, 3, p.dX, cd, vs, cb, true);
   tma::encode(&m.h, dt, 3, p.h, kd, vs, kb, true);
@@ -507,19 +511,24 @@ void launch(const Params& p, cudaStream_t s) {
   const uint64_t gd[2] = {kC, rows / kC}, gs[1] = {4 * kC};
   const uint32_t gb[2] = {kC, 1};
   tma::encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
-  const size_t smem = GradWgLayout().total + 1024;
+  const size_t smem = GradWgLayout<K, V>().total + 1024;
   const int64_t blocks =
       std::min<int64_t>((int64_t)p.B * p.H * p.NT, device_attribute(cudaDevAttrMultiProcessorCount));
-  launch_checked(bwd_grad_wg<T>, blocks, kGThreads, smem, s, p, "gdr backward (wgmma)", m);
+  launch_checked(bwd_grad_wg<T, K, V>, blocks, kGThreads, smem, s, p, "gdr backward (wgmma)", m);
+}
+
+template <class T>
+void launch_k(const Params& p, cudaStream_t s) {
+  p.K == 64 ? launch<T, 64, 128>(p, s) : launch<T, 128, 128>(p, s);
 }
 
 }  // namespace
 
 bool launch_bwd_grad_wg(DType dt, const Params& p, cudaStream_t s) {
-  if (dt == kF32 || p.K != kGK || p.V != kGV || p.A16 == nullptr) return false;
+  if (p.A16 == nullptr || p.V != 128 || !mma_stage_applies(dt, p, "ENGRAM_GDR_GRAD") || knob_is("ENGRAM_GDR_GRAD", "mma"))
+    return false;
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) != 9) return false;  // wgmma is sm_90a only
-  if (knob_says_smem("ENGRAM_GDR_GRAD") || knob_is("ENGRAM_GDR_GRAD", "mma")) return false;
-  dt == kBF16 ? launch<__nv_bfloat16>(p, s) : launch<__half>(p, s);
+  dt == kBF16 ? launch_k<__nv_bfloat16>(p, s) : launch_k<__half>(p, s);
   return true;
 }
 

@@ -363,11 +363,12 @@ def main():
     # of their double buffers) and a tail chunk
     env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": "1", "ENGRAM_GDR_GRAD": "mma"}, c)
                   for c in ((3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True), (3, 2100, 3, 64, 128, torch.float16, 1.0, False))]
-    # the wgmma gradient kernel (K = V = 128, A saved in 16 bits): persistent blocks walking several
-    # chunks with a tail, fp16, and T below one chunk
+    # the wgmma gradient kernel (K in {64, 128}, V = 128, A saved in 16 bits): persistent blocks
+    # walking several chunks with a tail, fp16, and T below one chunk
     env_cases += [({}, c) for c in ((3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True),
                                     (3, 2100, 3, 128, 128, torch.float16, 10.0, False),
-                                    (2, 37, 3, 128, 128, torch.float16, 1.0, True))]
+                                    (2, 37, 3, 128, 128, torch.float16, 1.0, True),
+                                    (3, 2100, 3, 64, 128, torch.bfloat16, 1.0, True))]
     # the forward without a gradient: the fused kernel forced (small shapes have too few heads to
     # pick it), at its default (102 heads: picked on a 132-SM H100), and the split kernels
     fwd_only = [(2, 300, 2, 128, 128, torch.bfloat16, 1.0, True), (1, 1000, 1, 128, 128, torch.bfloat16, 0.1, True),

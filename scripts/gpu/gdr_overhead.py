@@ -55,10 +55,46 @@ def kernel_ms(fn, n=5):
     return sum(e.device_time_total for e in prof.key_averages() if e.device_time_total > 0) / n / 1000
 
 
+def timeline(fn, n=6):
+    """Per call (a profiler range): when its first kernel starts after the call begins, the GPU's
+    idle time between its kernels, and the CPU ops that start before that first kernel."""
+    import json
+    import os
+    import tempfile
+    from torch.profiler import record_function
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            with record_function("call"):
+                fn()
+            torch.cuda.synchronize()
+    path = os.path.join(tempfile.mkdtemp(), "t.json")
+    prof.export_chrome_trace(path)
+    ev = [e for e in json.load(open(path))["traceEvents"] if e.get("ph") == "X"]
+    calls = sorted((e for e in ev if e["name"] == "call" and e.get("cat") == "user_annotation"), key=lambda e: e["ts"])
+    kern = sorted((e for e in ev if e.get("cat") == "kernel"), key=lambda e: e["ts"])
+    cpu = [e for e in ev if e.get("cat") in ("cpu_op", "cuda_runtime", "cuda_driver")]
+    out = []
+    for c in calls[1:]:
+        t0, t1 = c["ts"], c["ts"] + c["dur"]
+        ks = [k for k in kern if t0 <= k["ts"] <= t1 + 5000]
+        if not ks:
+            continue
+        first = ks[0]["ts"] - t0
+        idle = sum(max(0.0, b["ts"] - (a["ts"] + a["dur"])) for a, b in zip(ks, ks[1:]))
+        busy = sum(k["dur"] for k in ks)
+        before = sorted((e for e in cpu if t0 <= e["ts"] < ks[0]["ts"]), key=lambda e: -e["dur"])[:6]
+        out.append((first, idle, busy, [(e["name"][:40], round(e["dur"], 1)) for e in before]))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default=".bundle/kernels/libengram_kernels.so")
     ap.add_argument("--shapes", default="8,2048,16,128,128;4,2048,8,64,128")
+    ap.add_argument("--timeline", action="store_true", help="also print each call's timeline (torch.profiler trace)")
     args = ap.parse_args()
     torch.ops.load_library(args.lib)
     print("| shape | pass | host ms per call | event ms | kernels ms |")
@@ -87,6 +123,11 @@ def main():
 
         for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
             print(f"| {spec} | {name} | {host_ms(fn):.3f} | {event_ms(fn):.3f} | {kernel_ms(fn):.3f} |", flush=True)
+        if args.timeline:
+            for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
+                for first, idle, busy, before in timeline(fn):
+                    print(f"  {spec} {name}: first kernel {first:.1f} us after the call, GPU idle between kernels "
+                          f"{idle:.1f} us, kernels {busy:.1f} us; longest CPU ops before it: {before}")
 
 
 if __name__ == "__main__":

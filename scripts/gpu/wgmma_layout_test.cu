@@ -21,6 +21,8 @@ using bf = __nv_bfloat16;
 // mode 5: D[64x32] = tile[0:64, 16s:16s+16] * tile[32:64, 16s:16s+16]^T (N = 32, B rows offset)
 // mode 6: D[64x64] = tile[16s:16s+16, 0:64]^T * tile[16s:16s+16, 64:128] (both MN-major, B in
 //         the second 64-column slab)
+// mode 7: D[64x32] = tile[16s:16s+16, 0:64]^T * tile[16s:16s+16, 96:128] (B MN-major, N = 32 from
+//         the middle of a slab: the descriptor starts 64 bytes into the swizzled rows)
 __global__ void kern(const bf* tile, const bf* A, float* D, int mode, int s) {
   __shared__ __align__(1024) unsigned char sm[64 * 128 * 2];
   for (int i = threadIdx.x; i < 64 * 128; i += blockDim.x) reinterpret_cast<bf*>(sm)[i] = tile[i];
@@ -43,6 +45,8 @@ __global__ void kern(const bf* tile, const bf* A, float* D, int mode, int s) {
     wg::SS<64, bf>::mma<0, 1>(d, wg::desc_mnmajor(sm, 64, s), wg::desc_kmajor(sm, 64, s), 0);
   } else if (mode == 5) {
     wg::SS<32, bf>::mma<0>(d, wg::desc_kmajor(sm, 64, s), wg::desc_kmajor(sm + 32 * 128, 64, s), 0);
+  } else if (mode == 7) {
+    wg::SS<32, bf>::mma<1, 1>(d, wg::desc_mnmajor(sm, 64, s), wg::desc_mnmajor(sm + 64 * 128 + 64, 64, s), 0);
   } else if (mode == 6) {
     wg::SS<64, bf>::mma<1, 1>(d, wg::desc_mnmajor(sm, 64, s), wg::desc_mnmajor(sm + 64 * 128, 64, s), 0);
   } else {  // diagnostic: MN-major with the two strides swapped
@@ -51,7 +55,7 @@ __global__ void kern(const bf* tile, const bf* A, float* D, int mode, int s) {
   wg::commit();
   wg::wait<0>();
   wg::pin<64>(d);
-  const int n = mode == 5 ? 32 : mode == 1 || mode == 2 ? 128 : 64;
+  const int n = mode == 5 || mode == 7 ? 32 : mode == 1 || mode == 2 ? 128 : 64;
   for (int j = 0; j < n / 8; ++j)
     for (int e = 0; e < 4; ++e) D[(16 * w + g + 8 * (e >> 1)) * n + 8 * j + 2 * t + (e & 1)] = d[4 * j + e];
 }
@@ -73,13 +77,13 @@ int main() {
   cudaMemcpy(da, A.data(), A.size() * 2, cudaMemcpyHostToDevice);
   int bad = 0;
   auto T = [&](int r, int c) { return (double)tf[r * 128 + c]; };
-  for (int mode = 0; mode < 7; ++mode)
+  for (int mode = 0; mode < 8; ++mode)
     for (int s = 0; s < (mode == 0 || mode == 3 || mode == 5 ? 8 : 4); ++s) {
       cudaMemset(dd, 0, 64 * 128 * 4);
       kern<<<1, 128>>>(dt, da, dd, mode, s);
       cudaError_t e = cudaDeviceSynchronize();
       if (e != cudaSuccess) { printf("mode %d s %d: %s\n", mode, s, cudaGetErrorString(e)); return 2; }
-      const int n = mode == 5 ? 32 : mode == 1 || mode == 2 ? 128 : 64;
+      const int n = mode == 5 || mode == 7 ? 32 : mode == 1 || mode == 2 ? 128 : 64;
       std::vector<float> D(64 * n);
       cudaMemcpy(D.data(), dd, D.size() * 4, cudaMemcpyDeviceToHost);
       double err = 0;
@@ -94,6 +98,7 @@ int main() {
               case 4: ref += T(kk, m) * T(j, kk); break;
               case 5: ref += T(m, kk) * T(32 + j, kk); break;
               case 6: ref += T(kk, m) * T(kk, 64 + j); break;
+              case 7: ref += T(kk, m) * T(kk, 96 + j); break;
               default: ref += af[m * 16 + k] * T(kk, j);
             }
           }
@@ -106,6 +111,7 @@ int main() {
              : mode == 4 ? "A MN-major, B K-major"
              : mode == 5 ? "N = 32, B rows 32-63"
              : mode == 6 ? "A and B MN-major, B in the second slab"
+             : mode == 7 ? "B MN-major, N = 32 from the middle of a slab"
                          : "MN-major, strides swapped (diagnostic)",
              s, err);
       if (mode != 2 && err > 1e-3) bad++;
