@@ -22,7 +22,7 @@ struct Params {
   const float *g = nullptr, *beta = nullptr;            // [B,T,H] fp32
   const float* h0 = nullptr;                            // [B,H,K,V] fp32 or null
   void* o = nullptr;                                    // T [B,T,H,V]
-  float* ht = nullptr;                                  // [B,H,K,V] fp32
+  float* ht = nullptr;                                  // [B,H,K,V] fp32, or null: not stored
   // per-chunk intermediates
   float* gc = nullptr;    // [B,H,NT,C]    chunk-local cumulative log decay
   float* A = nullptr;     // [B,H,NT,C,C]  (I + L)^-1, saved for the backward (null: A16 or not saved)

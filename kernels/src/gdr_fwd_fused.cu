@@ -449,7 +449,7 @@ __device__ __forceinline__ void consume(const Params& p, const FusedBlock<K>& fb
     fwd_chunk_wg<T, K, true>(S, tl, p, Save, fb.bh * p.NT + n, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
     tma::arrive(&fb.done[n % L::kOut]);
   }
-  mma::store_state<K / 8>(p.ht, S, st0, p.V);
+  if (p.ht != nullptr) mma::store_state<K / 8>(p.ht, S, st0, p.V);  // null: no final state asked for
 }
 
 template <class T, int K, bool Save>

@@ -98,21 +98,22 @@ struct Forward {
   Tensor o, ht, gc, A, Aqk, w, kt, qg, h, X;
 };
 
-// q, k, v dense of one dtype; g, beta dense fp32; h0 dense fp32 or undefined.
+// q, k, v dense of one dtype; g, beta dense fp32; h0 dense fp32 or undefined. Without `want_ht`
+// the kernels skip the final state's store (and ht stays undefined).
 Forward run_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& g, const Tensor& beta,
-                    const Tensor& h0, const Shape& s, double scale, bool save) {
+                    const Tensor& h0, const Shape& s, double scale, bool save, bool want_ht) {
   const DType dt = dtype_of(q);
   auto f32 = q.options().dtype(at::kFloat);
   auto tt = q.options();
   Forward r;
   r.o = at::empty({s.B, s.T, s.H, s.V}, tt);
-  r.ht = at::empty({s.B, s.H, s.K, s.V}, f32);
+  if (want_ht) r.ht = at::empty({s.B, s.H, s.K, s.V}, f32);
   cudaStream_t st = at::cuda::getCurrentCUDAStream();
   Params p = base_params(s, scale);
   p.q = q.data_ptr(); p.k = k.data_ptr(); p.v = v.data_ptr();
   p.g = g.data_ptr<float>(); p.beta = beta.data_ptr<float>();
   p.h0 = h0.defined() ? h0.data_ptr<float>() : nullptr;
-  p.o = r.o.data_ptr(); p.ht = r.ht.data_ptr<float>();
+  p.o = r.o.data_ptr(); p.ht = want_ht ? r.ht.data_ptr<float>() : nullptr;
   p.save = save;
   // the fused kernel never forms u; without a gradient it saves nothing
   const bool fused = fwd_fused_applies(dt, p);
@@ -173,7 +174,7 @@ struct GdrFunction : public torch::autograd::Function<GdrFunction> {
     Shape s = check_inputs(q, k, v, g, beta, h0, scale, chunk);
     c10::cuda::CUDAGuard guard(q.device());
     Prepared in = prepare(q, k, v, g, beta, h0);
-    Forward f = run_forward(in.q, in.k, in.v, in.g, in.beta, in.h0, s, scale, true);
+    Forward f = run_forward(in.q, in.k, in.v, in.g, in.beta, in.h0, s, scale, true, true);
     ctx->save_for_backward({in.q, in.k, in.v, in.beta, f.gc, f.A, f.Aqk, f.w, f.h, f.X, f.kt, f.qg});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["has_h0"] = in.h0.defined();
@@ -245,7 +246,7 @@ std::tuple<Tensor, Tensor> chunk_gated_delta_rule(const Tensor& q, const Tensor&
   Shape s = check_inputs(q, k, v, g, beta, h0, scale, chunk);
   c10::cuda::CUDAGuard guard(q.device());
   Prepared in = prepare(q, k, v, g, beta, h0);
-  Forward f = run_forward(in.q, in.k, in.v, in.g, in.beta, in.h0, s, scale, false);
+  Forward f = run_forward(in.q, in.k, in.v, in.g, in.beta, in.h0, s, scale, false, output_final_state);
   return {f.o, output_final_state ? f.ht : Tensor()};
 }
 

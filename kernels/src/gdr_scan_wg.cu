@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(128 * NWG) fwd_scan_wg(Params p, const __grid_
     fwd_chunk_wg<T, K>(S, tl, p, p.save, ring.bh * p.NT + c, ring.b, ring.hh, ring.v0, vw, c * kC,
                        [&] { ring.request(m, c + ST - 1); });
   }
-  mma::store_state<K / 8>(p.ht, S, st0, p.V);
+  if (p.ht != nullptr) mma::store_state<K / 8>(p.ht, S, st0, p.V);  // null: no final state asked for
 }
 
 // The backward pass (the equations of bwd_scan_mma), a warpgroup per 64 columns of V with dS^T

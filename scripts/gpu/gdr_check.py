@@ -121,8 +121,14 @@ def check_forward_case(B, T, H, K, V, dtype, dev, gate_scale=1.0, with_h0=True, 
     with torch.no_grad():
         ro, rht = reference(q, k, v, g, beta, h0, scale)
         o, ht = run_ours(q, k, v, g, beta, h0, scale)
+        # without the final state asked for, the kernels skip its store; o must not change
+        o2, ht2 = run_ours(q, k, v, g, beta, h0, scale, False)
     res = {"case": f"no-grad {dtype_name(dtype)} B={B} T={T} H={H} K={K} V={V} gate*{gate_scale} h0={with_h0}"}
-    return judge(res, (("o", o, ro), ("ht", ht, rht)), dtype)
+    res = judge(res, (("o", o, ro), ("ht", ht, rht)), dtype)
+    if ht2 is not None or not torch.equal(o, o2):
+        res["pass"] = False
+        res["case"] += " (output_final_state=False: o differs or a state came back)"
+    return res
 
 
 def check_deterministic(B, T, H, K, V, dtype, dev):
