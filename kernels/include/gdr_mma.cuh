@@ -210,6 +210,21 @@ __device__ __forceinline__ void each(float (*acc)[4], F f) {
     for (int e = 0; e < 4; ++e) f(acc[j][e], g + 8 * (e >> 1), 8 * j + 2 * t + (e & 1));
 }
 
+// dst[g] = s0 and dst[g + 8] = s1, each summed over the 4 lanes that hold a row of a warp's
+// 16-row tile (lane = 4 g + t).
+__device__ __forceinline__ void store_row_sums(float s0, float s1, float* dst) {
+  const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
+#pragma unroll
+  for (int o = 1; o < 4; o <<= 1) {
+    s0 += __shfl_xor_sync(0xffffffffu, s0, o);
+    s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+  }
+  if (t == 0) {
+    dst[g] = s0;
+    dst[g + 8] = s1;
+  }
+}
+
 // dst[row] = sum over the tile's columns of f(value, row, col), for the tile's 16 rows.
 template <int NT8, class F>
 __device__ __forceinline__ void row_reduce(float (*acc)[4], float* dst, F f) {
@@ -222,15 +237,7 @@ __device__ __forceinline__ void row_reduce(float (*acc)[4], float* dst, F f) {
       const float x = f(acc[j][e], g + 8 * (e >> 1), 8 * j + 2 * t + (e & 1));
       if (e < 2) s0 += x; else s1 += x;
     }
-#pragma unroll
-  for (int o = 1; o < 4; o <<= 1) {
-    s0 += __shfl_xor_sync(0xffffffffu, s0, o);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, o);
-  }
-  if (t == 0) {
-    dst[g] = s0;
-    dst[g + 8] = s1;
-  }
+  store_row_sums(s0, s1, dst);
 }
 
 // dst[col] = sum over the tile's 16 rows of f(value, row, col), for the tile's 8 NT8 columns.

@@ -24,6 +24,7 @@
 #include <c10/cuda/CUDAException.h>
 #include "gdr.h"
 #include "gdr_common.cuh"
+#include "gdr_grad_common.cuh"
 #include "gdr_mma.cuh"
 
 namespace engram {
@@ -33,16 +34,10 @@ namespace {
 using namespace mma;
 
 template <int K, int V, int NCG, bool PF>
-struct GradMmaLayout {
+struct GradMmaLayout : GradSums<NCG, 4 * NCG> {
   static constexpr int GW = 4 * NCG;  // warps per block: 4 row strips x NCG column groups
   static constexpr int LDK = K + 8, LDV = V + 8, LDC = kC + 8;  // 16-byte row padding
-  // vectors (fp32): g, beta, then per-owner partial sums (row sums: one per column group;
-  // column sums: one per row strip)
-  static constexpr int N = NCG * kC;
-  // g and beta come twice: a persistent block loads the next chunk's beside the current ones
-  static constexpr int vG = 0, vB = kC, vG2 = 2 * kC, vB2 = 3 * kC, vQd = 4 * kC, vZr = vQd + N, vCs = vZr + N, vEs = vCs + N, vDb = vEs + N,
-                       vRe = vDb + N, vColZ = vRe + N, vColE = vColZ + 4 * kC, vFrob = vColE + 4 * kC,
-                       nvec = vFrob + GW;
+  using GradSums<NCG, 4 * NCG>::nvec;
   size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, total;
   __host__ __device__ GradMmaLayout() {
     SmemPlan s;
@@ -270,13 +265,7 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
     zero<CT8>(wk);
     warp_mm<T, CT8, K / 16>(wk, [&](uint32_t* a, int k0) { load_a<T>(a, dWs, LDK, r0, k0); },
                             [&](uint32_t* bb, int k0, int n0) { load_b_nmajor<T>(bb, Ks, LDK, k0, cc0 + n0); });
-#pragma unroll
-    for (int j = 0; j < CT8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int col = cc0 + 8 * j + 2 * (lane & 3) + (e & 1);
-        da[j][e] = bS[col] * (da[j][e] + __expf(gS[col]) * wk[j][e]);
-      }
+    form_da<CT8>(da, wk, gS, bS, cc0);
     store_acc<T, CT8>(dAs + r0 * LDC + cc0, LDC, da);
   }
   // A^T dW: e_i = k_i . (A^T dW)_i, and dK += beta e^G (A^T dW)
@@ -325,15 +314,7 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
     warp_mm<T, CT8, K / 16>(kk, [&](uint32_t* a, int k0) { load_a<T>(a, Ks, LDK, r0, k0); },
                             [&](uint32_t* bb, int k0, int n0) { load_b_nmajor<T>(bb, Ks, LDK, k0, cc0 + n0); });
     // E = dL (decay) (K K^T) and R = dL beta_i (decay), strictly below the diagonal
-#pragma unroll
-    for (int j = 0; j < CT8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int i = r0 + (lane >> 2) + 8 * (e >> 1), jj = cc0 + 8 * j + 2 * (lane & 3) + (e & 1);
-        const float d = jj < i ? -__expf(gS[i] - gS[jj]) * dl[j][e] : 0.f;
-        kk[j][e] *= d;
-        dl[j][e] = d * bS[i];
-      }
+    form_e_and_r<CT8>(dl, kk, gS, r0, cc0, [&](int, int i) { return bS[i]; });
     store_acc<T, CT8>(Rs + r0 * LDC + cc0, LDC, dl);
     row_reduce<CT8>(kk, vec + L::vRe + grp * kC + r0, [](float x, int, int) { return x; });
     col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return bS[r0 + r] * x; });
@@ -354,57 +335,8 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
   store_acc<T, KT8>(static_cast<T*>(p.dk) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, ak, 1.f, Lc - r0);
   if (more && p.A16 == nullptr) store_a(ar);
 
-  // dbeta and dg; dg is the reverse cumulative sum of dG over the chunk's valid rows
-  if (warp == 0) {
-    float d[2], db[2], cs = 0.f;
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int i = 2 * lane + u;
-      const float* v = vec;
-      auto both = [&](int off) {  // the column groups' row sums
-        float x = 0.f;
-#pragma unroll
-        for (int c = 0; c < NCG; ++c) x += v[off + c * kC + i];
-        return x;
-      };
-      auto four = [&](int off) { return v[off + i] + v[off + kC + i] + v[off + 2 * kC + i] + v[off + 3 * kC + i]; };
-      const float ga = __expf(gS[i]), bi = bS[i], re = both(L::vRe), es = both(L::vEs), csi = both(L::vCs);
-      db[u] = both(L::vDb) + re + ga * es;
-      d[u] = both(L::vQd) + both(L::vZr) + bi * re - four(L::vColE) + bi * ga * es - csi - four(L::vColZ);
-      cs += csi;
-    }
-    __syncwarp();
-#pragma unroll
-    for (int o = 16; o; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
-    float fr = 0.f;
-#pragma unroll
-    for (int w = 0; w < GW; ++w) fr += vec[L::vFrob + w];
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int i = 2 * lane + u;
-      if (i == Lc - 1) d[u] += __expf(gl) * fr + cs;
-      if (i >= Lc) d[u] = 0.f;
-    }
-    // suffix sums over lanes of the pair sums
-    const float pair = d[0] + d[1];
-    float suf = pair;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const float n = __shfl_down_sync(0xffffffffu, suf, o);
-      if (lane + o < 32) suf += n;
-    }
-    const float after = suf - pair;  // rows 2 lane + 2 and later
-    const float o1 = d[1] + after, o0 = d[0] + o1;
-    const int i0 = 2 * lane;
-    if (i0 < Lc) {
-      p.dg[row0 + (int64_t)i0 * H] = o0;
-      p.dbeta[row0 + (int64_t)i0 * H] = db[0];
-    }
-    if (i0 + 1 < Lc) {
-      p.dg[row0 + (int64_t)(i0 + 1) * H] = o1;
-      p.dbeta[row0 + (int64_t)(i0 + 1) * H] = db[1];
-    }
-  }
+  // dbeta and dg (every sum they read was written before barrier (6))
+  if (warp == 0) L::finish(vec, gS, bS, gl, Lc, row0, H, p.dg, p.dbeta);
   }  // chunks
 }
 

@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include "gdr.h"
 #include "gdr_common.cuh"
+#include "gdr_grad_common.cuh"
 #include "gdr_mma.cuh"
 #include "gdr_tma.cuh"
 #include "gdr_wgmma.cuh"
@@ -39,11 +40,7 @@ constexpr int kGThreads = 256;       // two warpgroups
 
 // Byte offsets of the block's shared memory (1024-aligned tiles, the swizzle's period).
 template <int K, int V>
-struct GradWgLayout {
-  static constexpr int N = 2 * kC;  // row sums: one per column half
-  static constexpr int vG = 0, vB = kC, vG2 = 2 * kC, vB2 = 3 * kC, vQd = 4 * kC, vZr = vQd + N, vCs = vZr + N,
-                       vEs = vCs + N, vDb = vEs + N, vRe = vDb + N, vColZ = vRe + N, vColE = vColZ + 4 * kC,
-                       vFrob = vColE + 4 * kC, nvec = vFrob + kGThreads / 32;
+struct GradWgLayout : GradSums<2, kGThreads / 32> {  // row sums: one per column half
   static constexpr int kTileCK = kC * K * 2, kTileCV = kC * V * 2, kTileKV = K * V * 2, kTileCC = kC * kC * 2;
   size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, bar, total;
   __host__ __device__ GradWgLayout() {
@@ -87,15 +84,7 @@ __device__ __forceinline__ void row_dot_sw(const float (*acc)[4], const unsigned
     s0 += acc[j][0] * a.x + acc[j][1] * a.y;
     s1 += acc[j][2] * b.x + acc[j][3] * b.y;
   }
-#pragma unroll
-  for (int o = 1; o < 4; o <<= 1) {
-    s0 += __shfl_xor_sync(0xffffffffu, s0, o);
-    s1 += __shfl_xor_sync(0xffffffffu, s1, o);
-  }
-  if (t == 0) {
-    dst[g] = s0;
-    dst[g + 8] = s1;
-  }
+  store_row_sums(s0, s1, dst);
 }
 
 // acc's rows (g and g + 8 of the warp's strip) scaled by f[0] and f[1]
@@ -350,13 +339,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       wg::commit();
       wg::wait<2>();
       wg::pin<CT8 * 4>(&wk[0][0]);
-#pragma unroll
-      for (int j = 0; j < CT8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = cc0 + 8 * j + 2 * (lane & 3) + (e & 1);
-          da[j][e] = bS[col] * (da[j][e] + __expf(gS[col]) * wk[j][e]);
-        }
+      form_da<CT8>(da, wk, gS, bS, cc0);
       store_sw<T, CT8>(dAs, kC, r0, cc0, da);
       wg::wait<1>();
       wg::pin<KT8 * 4>(&atw[0][0]);
@@ -412,15 +395,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       wg::pin<CT8 * 4>(&dl[0][0]);
       wg::pin<CT8 * 4>(&kk[0][0]);
       // E = dL (decay) (K K^T) and R = dL beta_i (decay), strictly below the diagonal
-#pragma unroll
-      for (int j = 0; j < CT8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = r0 + (lane >> 2) + 8 * (e >> 1), jj = cc0 + 8 * j + 2 * (lane & 3) + (e & 1);
-          const float d = jj < i ? -__expf(gS[i] - gS[jj]) * dl[j][e] : 0.f;
-          kk[j][e] *= d;
-          dl[j][e] = d * br[e >> 1];
-        }
+      form_e_and_r<CT8>(dl, kk, gS, r0, cc0, [&](int h, int) { return br[h]; });
       store_sw<T, CT8>(Rs, kC, r0, cc0, dl);
       row_reduce<CT8>(kk, vec + L::vRe + grp * kC + r0, [](float x, int, int) { return x; });
       col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return br[r >> 3] * x; });
@@ -436,51 +411,8 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     for (int s = 0; s < kC / 16; ++s) SSK::template mma<1, 1>(&ak[0][0], mnmaj(Rs, kC, 0, s), mnmaj(Ks, kC, kc0, s), 1);
     wg::commit();
 
-    // dbeta and dg (every sum they read was written before barrier (6)); dg is the reverse
-    // cumulative sum of dG over the chunk's valid rows
-    if (warp == 0) {
-      float d[2], db[2], cs = 0.f;
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int i = 2 * lane + u;
-        const float* v = vec;
-        auto both = [&](int off) { return v[off + i] + v[off + kC + i]; };
-        auto four = [&](int off) { return v[off + i] + v[off + kC + i] + v[off + 2 * kC + i] + v[off + 3 * kC + i]; };
-        const float ga = __expf(gS[i]), bi = bS[i], re = both(L::vRe), es = both(L::vEs), csi = both(L::vCs);
-        db[u] = both(L::vDb) + re + ga * es;
-        d[u] = both(L::vQd) + both(L::vZr) + bi * re - four(L::vColE) + bi * ga * es - csi - four(L::vColZ);
-        cs += csi;
-      }
-#pragma unroll
-      for (int o = 16; o; o >>= 1) cs += __shfl_xor_sync(0xffffffffu, cs, o);
-      float fr = 0.f;
-#pragma unroll
-      for (int w = 0; w < kGThreads / 32; ++w) fr += vec[L::vFrob + w];
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int i = 2 * lane + u;
-        if (i == Lc - 1) d[u] += __expf(gl) * fr + cs;
-        if (i >= Lc) d[u] = 0.f;
-      }
-      const float pair = d[0] + d[1];
-      float suf = pair;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const float n = __shfl_down_sync(0xffffffffu, suf, o);
-        if (lane + o < 32) suf += n;
-      }
-      const float after = suf - pair;  // rows 2 lane + 2 and later
-      const float o1 = d[1] + after, o0 = d[0] + o1;
-      const int i0 = 2 * lane;
-      if (i0 < Lc) {
-        p.dg[row0 + (int64_t)i0 * H] = o0;
-        p.dbeta[row0 + (int64_t)i0 * H] = db[0];
-      }
-      if (i0 + 1 < Lc) {
-        p.dg[row0 + (int64_t)(i0 + 1) * H] = o1;
-        p.dbeta[row0 + (int64_t)(i0 + 1) * H] = db[1];
-      }
-    }
+    // dbeta and dg (every sum they read was written before barrier (6)) while the products run
+    if (warp == 0) L::finish(vec, gS, bS, gl, Lc, row0, H, p.dg, p.dbeta);
     wg::wait<0>();
     wg::pin<KT8 * 4>(&ak[0][0]);
     store_acc<T, KT8>(static_cast<T*>(p.dk) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, ak, 1.f, Lc - r0);

@@ -8,27 +8,16 @@ event-timed call, and the sum of its kernels' device times (torch.profiler).
     python3 scripts/gpu/gdr_overhead.py --lib .bundle/kernels/libengram_kernels.so
 """
 import argparse
+import os
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-
-def event_ms(fn, reps=30):
-    for _ in range(10):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e))
-    ts.sort()
-    return ts[len(ts) // 2]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gdr_check import bench  # noqa: E402  (the same event timing as the benchmark table)
 
 
 def host_ms(fn, n=40):
@@ -122,7 +111,7 @@ def main():
                 x.grad = None
 
         for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
-            print(f"| {spec} | {name} | {host_ms(fn):.3f} | {event_ms(fn):.3f} | {kernel_ms(fn):.3f} |", flush=True)
+            print(f"| {spec} | {name} | {host_ms(fn):.3f} | {bench(fn, 30):.3f} | {kernel_ms(fn):.3f} |", flush=True)
         if args.timeline:
             for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
                 for first, idle, busy, before in timeline(fn):
