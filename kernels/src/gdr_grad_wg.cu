@@ -3,9 +3,9 @@
 // header), with each product one chain of `wgmma` reading both operands from shared memory
 // instead of a warp's `mma.sync` chain fed by `ldmatrix`.
 //
-// A persistent block of two warpgroups walks chunks blk, blk + grid, ... Warpgroup wg owns column half wg of every [C x *] result and all 64 rows (warp w
-// of the group rows 16w..16w+15, the mma.sync accumulator layout, so the row and column sums of
-// gdr_mma.cuh apply unchanged). Every tile (q, k, v, dO, X, dX, S0, dS, A, the C x C
+// A persistent block of two warpgroups walks chunks blk, blk + grid, ... Warpgroup wg owns
+// column half wg of every [C x *] result and all 64 rows (warp w of the group rows 16w..16w+15,
+// the mma.sync accumulator layout, so the row and column sums of gdr_mma.cuh apply unchanged). Every tile (q, k, v, dO, X, dX, S0, dS, A, the C x C
 // intermediates P, dA, A^T dA, R, and dW) lives in the 128-byte swizzled layout `wgmma` reads
 // (wg::sw128_offset): TMA writes the loaded tiles (one request per tile, issued by one thread,
 // counted by two mbarriers: the V side with S0 and dS, and q, k, v, A), the intermediates are
@@ -36,7 +36,7 @@ namespace {
 
 using namespace mma;
 
-constexpr int kGThreads = 256;       // two warpgroups
+constexpr int kGThreads = 256;  // two warpgroups
 
 // Byte offsets of the block's shared memory (1024-aligned tiles, the swizzle's period).
 template <int K, int V>
@@ -113,7 +113,8 @@ __device__ __forceinline__ void store_sw(unsigned char* tile, int rows, int r0, 
 }
 
 // Descriptors. K-major: the tile's rows are M or N (from row n0), its columns the contraction.
-// MN-major: the tile's rows are the contraction, its columns M or N (64-column slab `slab`).
+// MN-major: the tile's rows are the contraction, its columns M or N (from column c0, which may
+// sit inside a 64-column slab).
 __device__ __forceinline__ uint64_t kmaj(const unsigned char* tile, int rows, int n0, int s) {
   return wg::desc_kmajor(tile + n0 * 128, rows, s);
 }
