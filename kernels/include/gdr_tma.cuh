@@ -110,6 +110,21 @@ inline void encode_user(CUtensorMap* m, CUtensorMapDataType dt, const void* base
   const uint32_t box[5] = {64, 64, (uint32_t)slabs, 1, 1};
   encode(m, dt, 5, base, dims, strides, box, true);
 }
+// A 16-bit row-major [rows x D] matrix (D a multiple of 64; the per-chunk intermediates, C or K
+// rows per chunk) as the 3-D map (64 columns, rows, D/64 slabs) with box (64, box_rows, slabs):
+// one request writes `slabs` 64-column slabs of box_rows rows, 128-byte swizzled.
+inline void encode_rows(CUtensorMap* m, CUtensorMapDataType dt, const void* base, uint64_t rows, uint64_t D,
+                        uint32_t box_rows, uint32_t slabs) {
+  const uint64_t dims[3] = {64, rows, D / 64}, strides[2] = {2 * D, 128};
+  const uint32_t box[3] = {64, box_rows, slabs};
+  encode(m, dt, 3, base, dims, strides, box, true);
+}
+// The chunks' cumulative log decays gc [chunks x C] (fp32) as a plain 2-D map, one chunk per request.
+inline void encode_chunk_decays(CUtensorMap* m, const float* gc, uint64_t chunks, uint32_t C) {
+  const uint64_t dims[2] = {C, chunks}, strides[1] = {4 * (uint64_t)C};
+  const uint32_t box[2] = {C, 1};
+  encode(m, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, gc, dims, strides, box, false);
+}
 template <class T>
 CUtensorMapDataType data_type() {
   return std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;

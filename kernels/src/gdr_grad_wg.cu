@@ -432,18 +432,14 @@ void launch(const Params& p, cudaStream_t s) {
   tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, K, K / 64);
   tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, V, V / 64);
   tma::encode_user(&m.dO, dt, p.dO, p.B, p.T, p.H, V, V / 64);
-  const uint64_t cd[3] = {64, rows, V / 64}, kd[3] = {64, krows, V / 64}, vs[2] = {2 * V, 128};
-  const uint32_t cb[3] = {64, kC, V / 64}, kb[3] = {64, K, V / 64};
-  tma::encode(&m.x, dt, 3, p.X, cd, vs, cb, true);
-  tma::encode(&m.dx, dt, 3, p.dX, cd, vs, cb, true);
-  tma::encode(&m.h, dt, 3, p.h, kd, vs, kb, true);
-  tma::encode(&m.dh, dt, 3, p.dh, kd, vs, kb, true);
+  tma::encode_rows(&m.x, dt, p.X, rows, V, kC, V / 64);
+  tma::encode_rows(&m.dx, dt, p.dX, rows, V, kC, V / 64);
+  tma::encode_rows(&m.h, dt, p.h, krows, V, K, V / 64);
+  tma::encode_rows(&m.dh, dt, p.dh, krows, V, K, V / 64);
   const uint64_t ad[2] = {kC, rows}, as[1] = {2 * kC};
   const uint32_t ab[2] = {kC, kC};
   tma::encode(&m.a, dt, 2, p.A16, ad, as, ab, true);
-  const uint64_t gd[2] = {kC, rows / kC}, gs[1] = {4 * kC};
-  const uint32_t gb[2] = {kC, 1};
-  tma::encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
+  tma::encode_chunk_decays(&m.g, p.gc, rows / kC, kC);
   const size_t smem = GradWgLayout<K, V>().total + 1024;
   const int64_t blocks =
       std::min<int64_t>((int64_t)p.B * p.H * p.NT, device_attribute(cudaDevAttrMultiProcessorCount));

@@ -267,22 +267,16 @@ Maps make_maps(const Params& p, bool bwd) {
   Maps m;
   tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, p.K, p.K / 64);
   tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, p.K, p.K / 64);
-  const uint64_t wd[3] = {64, rows, K / 64}, ws[2] = {2 * K, 128};
-  const uint32_t wb[3] = {64, kC, (uint32_t)K / 64};
-  tma::encode(&m.w, dt, 3, p.w, wd, ws, wb, true);
+  tma::encode_rows(&m.w, dt, p.w, rows, K, kC, (uint32_t)K / 64);
   const uint64_t ad[2] = {kC, rows}, as[1] = {2 * kC};
   const uint32_t ab[2] = {kC, kC};
   tma::encode(&m.a, dt, 2, p.Aqk, ad, as, ab, true);
   if (bwd) {
     tma::encode_user(&m.e, dt, p.dO, p.B, p.T, p.H, p.V, NWG);
   } else {
-    const uint64_t ud[3] = {64, rows, V / 64}, us[2] = {2 * V, 128};
-    const uint32_t ub[3] = {64, kC, NWG};
-    tma::encode(&m.e, dt, 3, p.u, ud, us, ub, true);
+    tma::encode_rows(&m.e, dt, p.u, rows, V, kC, NWG);
   }
-  const uint64_t gd[2] = {kC, rows / kC}, gs[1] = {4 * kC};
-  const uint32_t gb[2] = {kC, 1};
-  tma::encode(&m.g, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, p.gc, gd, gs, gb, false);
+  tma::encode_chunk_decays(&m.g, p.gc, rows / kC, kC);
   return m;
 }
 
