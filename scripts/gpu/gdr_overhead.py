@@ -44,11 +44,32 @@ def kernel_ms(fn, n=5):
     return sum(e.device_time_total for e in prof.key_averages() if e.device_time_total > 0) / n / 1000
 
 
+def call_stats(events):
+    """From a chrome trace's complete events: per "call" range after the first, when its first
+    kernel starts after the call begins (us), the GPU's idle time between its kernels, their busy
+    time, and the longest CPU ops that start before that first kernel. A call's kernels are those
+    that start before the next call does (they may run past its range: the sync is outside it)."""
+    calls = sorted((e for e in events if e["name"] == "call" and e.get("cat") == "user_annotation"),
+                   key=lambda e: e["ts"])
+    kern = sorted((e for e in events if e.get("cat") == "kernel"), key=lambda e: e["ts"])
+    cpu = [e for e in events if e.get("cat") in ("cpu_op", "cuda_runtime", "cuda_driver")]
+    out = []
+    for c, nxt in zip(calls[1:], calls[2:] + [None]):
+        t0, t_next = c["ts"], (nxt["ts"] if nxt is not None else float("inf"))
+        ks = [k for k in kern if t0 <= k["ts"] < t_next]
+        if not ks:
+            continue
+        first = ks[0]["ts"] - t0
+        idle = sum(max(0.0, b["ts"] - (a["ts"] + a["dur"])) for a, b in zip(ks, ks[1:]))
+        busy = sum(k["dur"] for k in ks)
+        before = sorted((e for e in cpu if t0 <= e["ts"] < ks[0]["ts"]), key=lambda e: -e["dur"])[:6]
+        out.append((first, idle, busy, [(e["name"][:40], round(e["dur"], 1)) for e in before]))
+    return out
+
+
 def timeline(fn, n=6):
-    """Per call (a profiler range): when its first kernel starts after the call begins, the GPU's
-    idle time between its kernels, and the CPU ops that start before that first kernel."""
+    """call_stats of n calls of fn under torch.profiler, each in its own "call" range."""
     import json
-    import os
     import tempfile
     from torch.profiler import record_function
     for _ in range(3):
@@ -61,22 +82,8 @@ def timeline(fn, n=6):
             torch.cuda.synchronize()
     path = os.path.join(tempfile.mkdtemp(), "t.json")
     prof.export_chrome_trace(path)
-    ev = [e for e in json.load(open(path))["traceEvents"] if e.get("ph") == "X"]
-    calls = sorted((e for e in ev if e["name"] == "call" and e.get("cat") == "user_annotation"), key=lambda e: e["ts"])
-    kern = sorted((e for e in ev if e.get("cat") == "kernel"), key=lambda e: e["ts"])
-    cpu = [e for e in ev if e.get("cat") in ("cpu_op", "cuda_runtime", "cuda_driver")]
-    out = []
-    for c in calls[1:]:
-        t0, t1 = c["ts"], c["ts"] + c["dur"]
-        ks = [k for k in kern if t0 <= k["ts"] <= t1 + 5000]
-        if not ks:
-            continue
-        first = ks[0]["ts"] - t0
-        idle = sum(max(0.0, b["ts"] - (a["ts"] + a["dur"])) for a, b in zip(ks, ks[1:]))
-        busy = sum(k["dur"] for k in ks)
-        before = sorted((e for e in cpu if t0 <= e["ts"] < ks[0]["ts"]), key=lambda e: -e["dur"])[:6]
-        out.append((first, idle, busy, [(e["name"][:40], round(e["dur"], 1)) for e in before]))
-    return out
+    with open(path) as f:
+        return call_stats([e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"])
 
 
 def main():
