@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--lib", default=".bundle/kernels/libengram_kernels.so")
     ap.add_argument("--shapes", default="8,2048,16,128,128;1,16384,16,128,128")
     ap.add_argument("--env", default=";ENGRAM_GDR_NW=1;ENGRAM_GDR_NW=2;ENGRAM_GDR_NW=4;ENGRAM_GDR_NW=8")
-    ap.add_argument("--reps", type=int, default=20, help="timed calls per setting (forward; half for forward+backward)")
+    ap.add_argument("--reps", type=int, default=20, help="timed calls per setting (forward; half, at least 10, for forward+backward)")
     args = ap.parse_args()
     torch.ops.load_library(args.lib)
     dev = torch.device("cuda")
