@@ -360,7 +360,7 @@ def main():
                                                              (1, 130, 2, 64, 128, torch.float16, 10.0, False))]
     env_cases += [({"ENGRAM_GDR_GRAD": "smem"}, c) for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True),
                                                              (2, 75, 2, 128, 64, torch.float16, 10.0, False))]
-    # the mma.sync gradient kernel (K = V = 128 runs the wgmma one unless ENGRAM_GDR_GRAD=mma) with
+    # the mma.sync gradient kernel (at V = 128 the wgmma one runs unless ENGRAM_GDR_GRAD=mma) with
     # one block per chunk and with persistent blocks
     env_cases += [({"ENGRAM_GDR_GRAD_PERSIST": pf, "ENGRAM_GDR_GRAD": "mma"}, c) for pf in ("0", "1")
                   for c in ((2, 300, 2, 128, 128, torch.bfloat16, 1.0, True), (1, 130, 2, 64, 128, torch.float16, 10.0, False),
@@ -381,13 +381,12 @@ def main():
                 (1, 130, 2, 64, 128, torch.float16, 10.0, False), (2, 75, 2, 128, 256, torch.bfloat16, 1.0, True),
                 (3, 1, 2, 64, 128, torch.bfloat16, 1.0, True), (1, 64, 2, 128, 128, torch.float16, 1.0, True),
                 (3, 2100, 3, 128, 128, torch.bfloat16, 1.0, True), (2, 200, 2, 64, 256, torch.float16, 0.01, True)]
-    # the fused forward of a training step (it saves what the backward reads; V = 256 falls back
-    # to the split kernels: the register gradient stage needs V <= 128)
-    env_cases += [({"ENGRAM_GDR_FUSED": "1"}, c) for c in fwd_only] + [({}, (6, 200, 17, 128, 128, torch.bfloat16, 1.0, True))]
+    fused = [({"ENGRAM_GDR_FUSED": "1"}, c) for c in fwd_only] + [({}, (6, 200, 17, 128, 128, torch.bfloat16, 1.0, True))]
+    # the same with a gradient: the fused forward of a training step (it saves what the backward
+    # reads; V = 256 falls back to the split kernels: the register gradient stage needs V <= 128)
+    env_cases += fused
     cases = [] if args.bench_only else [({}, c) for c in cases] + env_cases
-    fwd_cases = [] if args.bench_only else (
-        [({"ENGRAM_GDR_FUSED": "1"}, c) for c in fwd_only] + [({}, (6, 200, 17, 128, 128, torch.bfloat16, 1.0, True))]
-        + [({"ENGRAM_GDR_FUSED": "0"}, c) for c in fwd_only[:2]])
+    fwd_cases = [] if args.bench_only else fused + [({"ENGRAM_GDR_FUSED": "0"}, c) for c in fwd_only[:2]]
     knobs = ("ENGRAM_GDR_VB", "ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP",
              "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG", "ENGRAM_GDR_FUSED")
     allok = True
