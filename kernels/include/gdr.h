@@ -67,7 +67,7 @@ bool launch_scan_wg(DType dt, const Params& p, cudaStream_t s, bool bwd);
 // only where chunk_mma_applies). ENGRAM_GDR_FUSED=0|1 disables or forces it; the knobs that
 // disable the wgmma scans or the register prep disable it too.
 bool fwd_fused_applies(DType dt, const Params& p);
-bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s);  // o, ht (+ saved); false: not applicable
+void launch_fwd_fused(DType dt, const Params& p, cudaStream_t s);  // o, ht (+ saved); only where it applies
 // The register-resident gradient stage (gdr_grad_mma.cu) for 16-bit inputs with K, V in {64, 128};
 // false when it does not apply (gdr_bwd_grad.cu runs instead). ENGRAM_GDR_GRAD=smem disables it.
 bool launch_bwd_grad_mma(DType dt, const Params& p, cudaStream_t s);

@@ -507,13 +507,14 @@ bool fwd_fused_applies(DType dt, const Params& p) {
   return 4 * (int64_t)p.B * p.H * (p.V / (64 * kNWG)) >= 3 * (int64_t)device_attribute(cudaDevAttrMultiProcessorCount);
 }
 
-bool launch_fwd_fused(DType dt, const Params& p, cudaStream_t s) {
-  if (!fwd_fused_applies(dt, p)) return false;
+void launch_fwd_fused(DType dt, const Params& p, cudaStream_t s) {
+  // the caller asked fwd_fused_applies (its knobs and device queries are not repeated here)
+  TORCH_CHECK(dt != kF32 && (p.K == 64 || p.K == 128) && p.V % (64 * kNWG) == 0,
+              "gdr fused forward: called where it does not apply (K=", p.K, ", V=", p.V, ")");
   if (dt == kBF16)
     p.K == 64 ? run<__nv_bfloat16, 64>(p, s) : run<__nv_bfloat16, 128>(p, s);
   else
     p.K == 64 ? run<__half, 64>(p, s) : run<__half, 128>(p, s);
-  return true;
 }
 
 }  // namespace gdr
