@@ -24,10 +24,13 @@ def main():
     ap.add_argument("--shapes", default="8,2048,16,128,128;1,16384,16,128,128")
     ap.add_argument("--env", default=";ENGRAM_GDR_NW=1;ENGRAM_GDR_NW=2;ENGRAM_GDR_NW=4;ENGRAM_GDR_NW=8")
     ap.add_argument("--reps", type=int, default=20, help="timed calls per setting (forward; half, at least 10, for forward+backward)")
+    ap.add_argument("--kernel", action="store_true", help="also the forward's kernel time (torch.profiler, summed over its kernels)")
     args = ap.parse_args()
     torch.ops.load_library(args.lib)
     dev = torch.device("cuda")
-    print("| shape | setting | fwd ms | fwd+bwd ms |\n|---|---|---|---|")
+    if args.kernel:
+        from gdr_overhead import kernel_ms
+    print("| shape | setting | fwd ms | fwd+bwd ms |" + (" fwd kernels ms |\n|---|---|---|---|---|" if args.kernel else "\n|---|---|---|---|"))
     for spec in args.shapes.split(";"):
         B, T, H, K, V = map(int, spec.split(","))
         q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, dev, with_h0=False)
@@ -52,7 +55,8 @@ def main():
                 os.environ[n] = val
             try:
                 tf, tb = bench(f, args.reps), bench(fb, max(10, args.reps // 2))
-                print(f"| {spec} | {setting or 'default'} | {tf:.3f} | {tb:.3f} |", flush=True)
+                tk = f" {kernel_ms(f, 10):.4f} |" if args.kernel else ""
+                print(f"| {spec} | {setting or 'default'} | {tf:.3f} | {tb:.3f} |{tk}", flush=True)
             except RuntimeError as e:
                 print(f"| {spec} | {setting} | error: {str(e).splitlines()[0][:100]} | |", flush=True)
     for n in KNOBS:
