@@ -39,14 +39,18 @@ namespace {
 
 constexpr int kNWG = 2;             // consumer warpgroups (64 columns of V each)
 constexpr int kLDL = kC + 4;        // L's row stride (floats): conflict-free row-wise writes
-// setmaxnreg: 128 x 152 + 256 x 176 = 384 x 168, the launch's budget at one block per SM. The
-// producer's chain bounds the kernel, so it gets the registers the consumers can spare: at
-// (8,2048,16,128) the kernel takes 0.174 ms at 120 / 192, 0.166 at 128 / 184, 0.152 at 136 / 176,
-// 0.147-0.148 at 144 / 176 and at 152 / 176, 0.159 at 168 / 168 (same call, torch.profiler;
-// ptxas spills a few bytes on either side at every split).
-constexpr int kProducerRegs = 152;
-constexpr int kConsumerRegs = 176;
-static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 384 * 168, "the launch's register budget");
+// setmaxnreg: producer x 128 + consumer x 256 <= 384 x 168, the launch's budget at one block per
+// SM. Without Save the producer's chain bounds the kernel, so it gets the registers the
+// consumers can spare: at (8,2048,16,128) the kernel takes 0.174 ms at 120 / 192, 0.166 at
+// 128 / 184, 0.152 at 136 / 176, 0.147-0.148 at 144 / 176 and 152 / 176, 0.159 at 168 / 168
+// (same call, torch.profiler). With Save the consumers also store h and X, and 152 / 176 made
+// that forward slower (0.259-0.261 against 0.247-0.249 ms), so it keeps 120 / 192. ptxas
+// spills a few bytes on one side or the other at every split.
+template <bool Save>
+struct FusedRegs {
+  static constexpr int producer = Save ? 120 : 152, consumer = Save ? 192 : 176;
+  static_assert(128 * producer + 256 * consumer <= 384 * 168, "the launch's register budget");
+};
 
 template <int K>
 struct FusedLayout {
@@ -474,10 +478,10 @@ __global__ void __launch_bounds__(128 * (kNWG + 1), 1) fwd_fused(Params p, const
   }
   __syncthreads();
   if (threadIdx.x < 128) {
-    regs_dec<kProducerRegs>();
+    regs_dec<FusedRegs<Save>::producer>();
     produce<T, K, Save>(p, m, fb);
   } else {
-    regs_inc<kConsumerRegs>();
+    regs_inc<FusedRegs<Save>::consumer>();
     consume<T, K, Save>(p, fb);
   }
 }
