@@ -45,7 +45,7 @@ constexpr int kLDL = kC + 4;        // L's row stride (floats): conflict-free ro
 // 128 / 184, 0.152 at 136 / 176, 0.147-0.148 at 144 / 176 and 152 / 176, 0.159 at 168 / 168
 // (same call, torch.profiler). With Save the consumers also store h and X, and 152 / 176 made
 // that forward slower (0.259-0.261 against 0.247-0.249 ms), so it keeps 120 / 192. ptxas
-// spills a few bytes on one side or the other at every split.
+// reports 52-56 spilled bytes at K = 128 without Save (at 120 / 192 as at 152 / 176), none with.
 template <bool Save>
 struct FusedRegs {
   static constexpr int producer = Save ? 120 : 152, consumer = Save ? 192 : 176;
