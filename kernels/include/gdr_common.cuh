@@ -49,6 +49,7 @@ struct SmemPlan {
 // Where a block of a per-chunk kernel (grid B*H*NT, one block per (batch, head, chunk)) works.
 struct ChunkBlock {
   int Lc;        // rows of the chunk inside the sequence (fewer than kC only in the tail chunk)
+  int t0, hh, b; // its first time step, head and batch (the coordinates of the TMA boxes)
   int64_t row0;  // its first row (b, t0, head) flattened over the user's [B,T,H]
   int64_t cidx;  // (b, head, chunk) flattened over the [B,H,NT,...] intermediates
   __device__ explicit ChunkBlock(const Params& p) : ChunkBlock(p, blockIdx.x) {}
@@ -56,7 +57,9 @@ struct ChunkBlock {
   __device__ ChunkBlock(const Params& p, int64_t blk) {
     const int c = (int)(blk % p.NT);
     const int64_t bh = blk / p.NT;
-    const int t0 = c * kC;
+    t0 = c * kC;
+    hh = (int)(bh % p.H);
+    b = (int)(bh / p.H);
     Lc = min(kC, p.T - t0);
     row0 = ((bh / p.H) * p.T + t0) * p.H + bh % p.H;
     cidx = bh * p.NT + c;

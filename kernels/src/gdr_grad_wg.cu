@@ -171,39 +171,31 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
   // (armed with dS), fullQ the second (armed with q); beta (strided over heads) comes by cp.async.
   uint64_t* const fullV = reinterpret_cast<uint64_t*>(sm + lay.bar);
   uint64_t* const fullQ = fullV + 1;
-  struct Where {
-    int t0, hh, b, cidx;
-  };
-  auto where = [&](int64_t blk) {
-    const int c = (int)(blk % p.NT);
-    const int64_t bh = blk / p.NT;
-    return Where{c * kC, (int)(bh % H), (int)(bh / H), (int)(bh * p.NT + c)};
-  };
-  auto load_ds = [&](const Where& w) {
+  auto load_ds = [&](const ChunkBlock& w) {
     tma::arrive_expect(fullV, kBytesV<K, V>);
-    tma::load<3>(dSs, &m.dh, {0, w.cidx * K, 0}, fullV);
+    tma::load<3>(dSs, &m.dh, {0, (int)w.cidx * K, 0}, fullV);
   };
-  auto load_dx = [&](const Where& w) {
+  auto load_dx = [&](const ChunkBlock& w) {
     tma::load<5>(dOs, &m.dO, {0, w.t0, 0, w.hh, w.b}, fullV);
-    tma::load<3>(Xs, &m.x, {0, w.cidx * kC, 0}, fullV);
-    tma::load<3>(dXs, &m.dx, {0, w.cidx * kC, 0}, fullV);
+    tma::load<3>(Xs, &m.x, {0, (int)w.cidx * kC, 0}, fullV);
+    tma::load<3>(dXs, &m.dx, {0, (int)w.cidx * kC, 0}, fullV);
   };
-  auto load_s0 = [&](const Where& w, float* gdst) {
-    tma::load<3>(S0s, &m.h, {0, w.cidx * K, 0}, fullV);
-    tma::load<2>(gdst, &m.g, {0, w.cidx}, fullV);
+  auto load_s0 = [&](const ChunkBlock& w, float* gdst) {
+    tma::load<3>(S0s, &m.h, {0, (int)w.cidx * K, 0}, fullV);
+    tma::load<2>(gdst, &m.g, {0, (int)w.cidx}, fullV);
   };
   auto load_beta = [&](const ChunkBlock& c, float* bdst) {  // every thread below kC
     const int t = threadIdx.x;
     if (t < kC) cp_async4(bdst + t, p.beta + c.row0 + (int64_t)(t < c.Lc ? t : 0) * H, t < c.Lc);
     cp_commit();
   };
-  auto load_qkv = [&](const Where& w, unsigned char* kdst) {
+  auto load_qkv = [&](const ChunkBlock& w, unsigned char* kdst) {
     tma::arrive_expect(fullQ, kBytesQ<K, V>);
     tma::load<5>(Qs, &m.q, {0, w.t0, 0, w.hh, w.b}, fullQ);
     tma::load<5>(kdst, &m.k, {0, w.t0, 0, w.hh, w.b}, fullQ);
     tma::load<5>(Vs, &m.v, {0, w.t0, 0, w.hh, w.b}, fullQ);
   };
-  auto load_a = [&](const Where& w) { tma::load<2>(As, &m.a, {0, w.cidx * kC}, fullQ); };
+  auto load_a = [&](const ChunkBlock& w) { tma::load<2>(As, &m.a, {0, (int)w.cidx * kC}, fullQ); };
   // every thread's generic-proxy writes (cp.async landed, st.shared) visible to wgmma, then the barrier
   auto barrier = [] {
     wg::fence_smem();
@@ -216,7 +208,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     tma::bar_init(fullV, 1);
     tma::bar_init(fullQ, 1);
     tma::fence_bar_init();
-    const Where w = where(blk);
+    const ChunkBlock w(p, blk);
     load_ds(w);
     load_dx(w);
     load_s0(w, vec + L::vG);
@@ -232,7 +224,6 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     const int64_t row0 = cb.row0;
     const bool more = blk + gridDim.x < total;
     const ChunkBlock nb(p, more ? blk + gridDim.x : blk);
-    const Where nw = where(more ? blk + gridDim.x : blk);
     const bool odd = it & 1;
     unsigned char* const Ks = odd ? K1s : K0s;
     const float* gS = vec + (odd ? L::vG2 : L::vG);
@@ -279,7 +270,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       wg::pin<KT8 * 4>(&ak[0][0]);
       tma::wait(fullQ, it & 1);
       barrier();  // (2) S0 and dS are consumed (dW may overwrite them); q, k, v, A are visible
-      if (more && issuer) load_ds(nw);
+      if (more && issuer) load_ds(nb);
       store_sw<T, KT8>(dWs, kC, r0, kc0, aw, -1.f);  // dW = -dX S0^T
     }
     // ---- 1b: P = scale M (dO X^T) and Q K^T; dX (beta V)^T; dV = beta A^T dX
@@ -322,7 +313,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     scale_rows<VT8>(dv, br);
     store_acc<T, VT8>(static_cast<T*>(p.dv) + (row0 + (int64_t)r0 * H) * V + vc0, (int64_t)H * V, dv, 1.f, Lc - r0);
     barrier();  // (3) dW and P are visible; dO, X, dX and V are consumed
-    if (more && issuer) load_dx(nw);
+    if (more && issuer) load_dx(nb);
 
     // ---- 2: dA = dW (beta e^G K)^T + dX (beta V)^T; A^T dW; dQ += P K; dK += P^T Q
     {
@@ -364,8 +355,8 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     barrier();  // (4) dA is visible; P, q and dW are consumed
     if (more) {
       if (issuer) {
-        load_s0(nw, vec + (odd ? L::vG : L::vG2));
-        load_qkv(nw, odd ? K0s : K1s);
+        load_s0(nb, vec + (odd ? L::vG : L::vG2));
+        load_qkv(nb, odd ? K0s : K1s);
       }
       load_beta(nb, vec + (odd ? L::vB : L::vB2));
     }
@@ -402,7 +393,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       col_reduce<CT8>(kk, vec + L::vColE + strip * kC + cc0, [&](float x, int r, int) { return br[r >> 3] * x; });
     }
     barrier();  // (6) R is visible; A is consumed
-    if (more && issuer) load_a(nw);
+    if (more && issuer) load_a(nb);
 
     // ---- 4: dK += R K + R^T K, stored
     wg::fence();
