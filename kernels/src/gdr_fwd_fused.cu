@@ -500,10 +500,15 @@ void run(const Params& p, cudaStream_t s) {
     launch_checked(fwd_fused<T, K, false>, blocks, 128 * (kNWG + 1), FusedLayout<K>::bytes + 1024, s, p, "gdr fused forward", m);
 }
 
+// The shapes the kernel is built for: 16-bit inputs, K in {64, 128}, V in blocks of 64 kNWG columns.
+bool fused_shape_fits(DType dt, const Params& p) {
+  return dt != kF32 && (p.K == 64 || p.K == 128) && p.V % (64 * kNWG) == 0;
+}
+
 }  // namespace
 
 bool fwd_fused_applies(DType dt, const Params& p) {
-  if ((p.K != 64 && p.K != 128) || p.V % (64 * kNWG) != 0) return false;
+  if (!fused_shape_fits(dt, p)) return false;
   // a training forward saves A rounded to T, which is what the backward reads when its register
   // chunk stages run
   if (p.save && !chunk_mma_applies(dt, p)) return false;
@@ -518,8 +523,7 @@ bool fwd_fused_applies(DType dt, const Params& p) {
 
 void launch_fwd_fused(DType dt, const Params& p, cudaStream_t s) {
   // the caller asked fwd_fused_applies (its knobs and device queries are not repeated here)
-  TORCH_CHECK(dt != kF32 && (p.K == 64 || p.K == 128) && p.V % (64 * kNWG) == 0,
-              "gdr fused forward: called where it does not apply (K=", p.K, ", V=", p.V, ")");
+  TORCH_CHECK(fused_shape_fits(dt, p), "gdr fused forward: called where it does not apply (K=", p.K, ", V=", p.V, ")");
   if (dt == kBF16)
     p.K == 64 ? run<__nv_bfloat16, 64>(p, s) : run<__nv_bfloat16, 128>(p, s);
   else
