@@ -71,6 +71,14 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void* p) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(s));
 }
+// Stores four 8 x 8 16-bit matrices transposed (lanes 8i..8i+7 give the 8 row addresses of
+// matrix i, 16 contiguous bytes each; r[i] is the thread's fragment of matrix i).
+__device__ __forceinline__ void stsm_x4_t(void* p, const uint32_t r[4]) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(s), "r"(r[0]), "r"(r[1]),
+               "r"(r[2]), "r"(r[3])
+               : "memory");
+}
 
 // The 16x16 A fragment at (m0, k0) of a row-major [M x K] smem matrix (leading dimension ld).
 template <class T>

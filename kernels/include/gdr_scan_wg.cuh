@@ -39,15 +39,48 @@ __device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* a
     }
 }
 
+// u's (or v's) 16-bit values at the thread's places of X^T (rows v = vw + g, + 8 of the block's
+// columns; columns r = 8 j + 2 t, + 1 of the chunk's rows): uv[j][h] holds rows r and r + 1 of
+// column vw + g + 8 h, read as the tile's 8 x 8 blocks transposed (ldmatrix.trans): one read
+// per 16 values instead of one per value.
+template <int CT>
+__device__ __forceinline__ void load_cols_t(uint32_t (*uv)[2], const unsigned char* tile, int vw) {
+  const int lane = threadIdx.x & 31, m = lane >> 3;
+#pragma unroll
+  for (int jj = 0; jj < CT / 2; ++jj) {
+    uint32_t x[4];
+    mma::ldsm_x4_t(x, tile + wg::sw128_offset(8 * (2 * jj + (m >> 1)) + (lane & 7), vw + 8 * (m & 1), kC));
+    uv[2 * jj][0] = x[0], uv[2 * jj][1] = x[1], uv[2 * jj + 1][0] = x[2], uv[2 * jj + 1][1] = x[3];
+  }
+}
+// Stores alpha acc^T (acc: rows v = vw + g, + 8; columns c = 8 j + 2 t, + 1) as T into the
+// swizzled C-row tile, row c, block column v: the 8 x 8 blocks transposed (stmatrix.trans).
+template <class T, int CT>
+__device__ __forceinline__ void stage_t(unsigned char* tile, const float (*acc)[4], float alpha, int vw) {
+  const int lane = threadIdx.x & 31, m = lane >> 3;
+#pragma unroll
+  for (int jj = 0; jj < CT / 2; ++jj) {
+    uint32_t x[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float* a = acc[2 * jj + (i >> 1)] + 2 * (i & 1);
+      x[i] = mma::pack<T>(alpha * a[0], alpha * a[1]);
+    }
+    mma::stsm_x4_t(tile + wg::sw128_offset(8 * (2 * jj + (m >> 1)) + (lane & 7), vw + 8 * (m & 1), kC), x);
+  }
+}
+
 // One chunk's tiles in shared memory, 16-bit ones 128-byte swizzled and 1024-aligned: q, k, w
 // [C x K], Aqk [C x C], the block's columns of u [C x 64 NWG]; G [C] fp32. FromV: w is unused,
 // u holds the block's columns of v, ab is A diag(beta) [C x C], and eg, egl hold e^G and
-// e^{G_last - G} [C] (formed once per chunk by the producer instead of by every consumer thread).
+// e^{G_last - G} [C] (formed once per chunk by the producer instead of by every consumer thread);
+// O is written to the tile ostage (v's, once read) for the caller to store.
 struct FwdChunkTiles {
   const unsigned char *q, *k, *w, *a, *u;
   const float* g;
   const unsigned char* ab = nullptr;
   const float *eg = nullptr, *egl = nullptr;
+  unsigned char* ostage = nullptr;
 };
 
 // Chunk c (first row t0, per-chunk index cidx) of the forward scan for the calling warpgroup:
@@ -61,7 +94,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
                                              int64_t cidx, int b, int hh, int v0, int vw, int t0, Mid mid) {
   using mma::acc_to_a;
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int t = threadIdx.x & 3;
   const int V = p.V, H = p.H, Lc = min(kC, p.T - t0);
   const float* gS = tl.g;
   const float gl = gS[kC - 1];
@@ -75,8 +108,6 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
     else return __expf(gl - gS[c]);
   };
   const float Gam = eg(kC - 1);
-  // u's (or v's) element (row r, block column v)
-  auto u_at = [&](int r, int v) { return to_f(*reinterpret_cast<const T*>(tl.u + wg::sw128_offset(r, v, kC))); };
 
   uint32_t SA[KS][4];
 #pragma unroll
@@ -94,6 +125,8 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(tl.q, kC, s), s);
   wg::commit();
   mid();
+  uint32_t uv[CT][2];
+  load_cols_t<CT>(uv, tl.u, vw);
   wg::wait<1>();
   wg::pin<CT * 4>(&X[0][0]);
   // O^T columns are chunk rows: e^G scales them before Aqk X joins; the state decays by e^{G_last}
@@ -113,12 +146,13 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
     // D^T = V^T - (S^T K^T) e^G in place, then X^T = D^T (A diag(beta))^T while O's product ends
 #pragma unroll
     for (int j = 0; j < CT; ++j) {
-      const int r = 8 * j + 2 * t, col = vw + g;
+      const int r = 8 * j + 2 * t;
       const float e0 = eg(r), e1 = eg(r + 1);
-      X[j][0] = u_at(r, col) - e0 * X[j][0];
-      X[j][1] = u_at(r + 1, col) - e1 * X[j][1];
-      X[j][2] = u_at(r, col + 8) - e0 * X[j][2];
-      X[j][3] = u_at(r + 1, col + 8) - e1 * X[j][3];
+      const float2 u0 = mma::unpack<T>(uv[j][0]), u1 = mma::unpack<T>(uv[j][1]);
+      X[j][0] = u0.x - e0 * X[j][0];
+      X[j][1] = u0.y - e1 * X[j][1];
+      X[j][2] = u1.x - e0 * X[j][2];
+      X[j][3] = u1.y - e1 * X[j][3];
     }
     uint32_t DA[CS][4];
 #pragma unroll
@@ -141,11 +175,11 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   } else {
 #pragma unroll
     for (int j = 0; j < CT; ++j) {
-      const int r = 8 * j + 2 * t, col = vw + g;
-      X[j][0] = u_at(r, col) - X[j][0];
-      X[j][1] = u_at(r + 1, col) - X[j][1];
-      X[j][2] = u_at(r, col + 8) - X[j][2];
-      X[j][3] = u_at(r + 1, col + 8) - X[j][3];
+      const float2 u0 = mma::unpack<T>(uv[j][0]), u1 = mma::unpack<T>(uv[j][1]);
+      X[j][0] = u0.x - X[j][0];
+      X[j][1] = u0.y - X[j][1];
+      X[j][2] = u1.x - X[j][2];
+      X[j][3] = u1.y - X[j][3];
     }
 #pragma unroll
     for (int s = 0; s < CS; ++s) acc_to_a<T>(XA[s], X[2 * s], X[2 * s + 1]);
@@ -169,8 +203,11 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   if (save) store_pairs_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, &X[0][0], 1.f, kC);
   wg::wait<1>();
   wg::pin<CT * 4>(&O[0][0]);
-  store_pairs_t<T, CT>(static_cast<T*>(p.o) + (((int64_t)b * p.T + t0) * H + hh) * V + v0 + vw, (int64_t)H * V, &O[0][0],
-                       p.scale, Lc);
+  if constexpr (FromV)
+    stage_t<T, CT>(tl.ostage, O, p.scale, vw);
+  else
+    store_pairs_t<T, CT>(static_cast<T*>(p.o) + (((int64_t)b * p.T + t0) * H + hh) * V + v0 + vw, (int64_t)H * V,
+                         &O[0][0], p.scale, Lc);
   wg::wait<0>();
   wg::pin<KT * 4>(&S[0][0]);
   wg::pin<CS * 4>(&XA[0][0]);

@@ -68,6 +68,19 @@ __device__ __forceinline__ void load<5>(void* dst, const CUtensorMap* map, const
       : "memory");
 }
 
+// Stores the box at coordinates c of a 5-dimensional map from src (shared memory written by
+// the generic proxy: fence.proxy.async before), as one bulk group of its own; elements outside
+// the map are not written.
+__device__ __forceinline__ void store5(const CUtensorMap* map, const int (&c)[5], const void* src) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.global.shared::cta.bulk_group [%0, {%1, %2, %3, %4, %5}], [%6];\n"
+      "cp.async.bulk.commit_group;\n" ::"l"(reinterpret_cast<uint64_t>(map)),
+      "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]), "r"(c[4]), "r"(smem_addr(src))
+      : "memory");
+}
+// Waits until the issuing thread's bulk stores have read their shared memory (it may be reused).
+__device__ __forceinline__ void store_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+
 // One arrival (no bytes announced).
 __device__ __forceinline__ void arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");

@@ -71,7 +71,7 @@ struct FusedLayout {
 };
 
 struct FusedMaps {
-  CUtensorMap q, k, v;
+  CUtensorMap q, k, v, o;
 };
 
 // The inverse's fp32 A: row-major, stride 64, each row's column quads XORed with the
@@ -434,10 +434,14 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
   }
 }
 
+// The consumer warpgroup's barrier (named barriers 2 and 3; the producer's is 1).
+__device__ __forceinline__ void consumer_sync(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(2 + wg) : "memory"); }
+
 template <class T, int K, bool Save>
-__device__ __forceinline__ void consume(const Params& p, const FusedBlock<K>& fb) {
+__device__ __forceinline__ void consume(const Params& p, const FusedMaps& m, const FusedBlock<K>& fb) {
   using L = FusedLayout<K>;
   const int vw = 16 * ((int)(threadIdx.x >> 5) - 4);  // the warp's first column inside the block
+  const int wg = vw / 64;
   float S[K / 8][4];
   const int64_t st0 = fb.bh * K * p.V + fb.v0 + vw;
   mma::load_state<K / 8>(S, p.h0, st0, p.V);
@@ -454,8 +458,17 @@ __device__ __forceinline__ void consume(const Params& p, const FusedBlock<K>& fb
                            reinterpret_cast<const float*>(out + L::g),
                            out + L::ab,
                            reinterpret_cast<const float*>(out + L::eg),
-                           reinterpret_cast<const float*>(out + L::egl)};
+                           reinterpret_cast<const float*>(out + L::egl),
+                           const_cast<unsigned char*>(in + L::v)};
     fwd_chunk_wg<T, K, true>(S, tl, p, Save, fb.bh * p.NT + n, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
+    // O is in the group's slab of v's tile: one TMA store (rows past T are not written), whose
+    // reads of the slab end before the slot is handed back for chunk n + kIn's input
+    wg::fence_smem();
+    consumer_sync(wg);
+    if ((threadIdx.x & 127) == 0) {
+      tma::store5(&m.o, {0, n * kC, fb.v0 / 64 + wg, fb.hh, fb.b}, in + L::v + wg * kC * 128);
+      tma::store_wait_read();
+    }
     tma::arrive(&fb.done[n % L::kOut]);
   }
   if (p.ht != nullptr) mma::store_state<K / 8>(p.ht, S, st0, p.V);  // null: no final state asked for
@@ -482,7 +495,7 @@ __global__ void __launch_bounds__(128 * (kNWG + 1), 1) fwd_fused(Params p, const
     produce<T, K, Save>(p, m, fb);
   } else {
     regs_inc<FusedRegs<Save>::consumer>();
-    consume<T, K, Save>(p, fb);
+    consume<T, K, Save>(p, m, fb);
   }
 }
 
@@ -493,6 +506,7 @@ void run(const Params& p, cudaStream_t s) {
   tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, p.K, p.K / 64);
   tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, p.K, p.K / 64);
   tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, p.V, kNWG);
+  tma::encode_user(&m.o, dt, p.o, p.B, p.T, p.H, p.V, 1);
   const int64_t blocks = (int64_t)p.B * p.H * (p.V / FusedLayout<K>::VC);
   if (p.save)
     launch_checked(fwd_fused<T, K, true>, blocks, 128 * (kNWG + 1), FusedLayout<K>::bytes + 1024, s, p, "gdr fused forward", m);
