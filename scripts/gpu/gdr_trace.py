@@ -1,0 +1,52 @@
+"""Where the fused forward's time goes, per chunk: reads the clock64 stamps of a library built by
+scripts/gen/fused_trace.py and prints the producer's phases and the first consumer group's waits
+and chunk step, in SM cycles (mean, 10th and 90th percentile over (batch, head) blocks and
+chunks 2.., at (8,2048,16,128) bf16).
+
+    python3 scripts/gpu/gdr_trace.py .bundle/k/trace.so
+
+The producer bounds the kernel when the consumers wait for it ("ready-wait"), the consumers when
+the producer waits for them ("done-wait").
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gdr_check import make_inputs  # noqa: E402
+
+PRODUCER = ["done-wait", "G scan (and the next tiles' request)", "full-wait (tiles)", "K K^T, Q K^T (wgmma)",
+            "their epilogue + barrier", "diagonal inverse + barrier", "halving 1 + barrier", "halving 2 + barrier",
+            "fence + hand-over"]
+
+
+def main():
+    torch.ops.load_library(sys.argv[1])
+    B, T, H, K, V = 8, 2048, 16, 128, 128
+    q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, "cuda", with_h0=False)
+    for _ in range(20):
+        _, ht = torch.ops.engram.chunk_gated_delta_rule(q, k, v, g, beta, None, K ** -0.5, 64, True)
+    torch.cuda.synchronize()
+    NT = T // 64
+    tr = ht.view(torch.int64).reshape(B * H, -1)[:, : NT * 16].reshape(B * H, NT, 16).cpu().numpy().astype(np.float64)
+    c = tr[:, 2:, :]
+
+    def row(name, d):
+        print(f"| {name} | {d.mean():.0f} | {np.percentile(d, 10):.0f} | {np.percentile(d, 90):.0f} |")
+
+    print("| producer phase | cycles | p10 | p90 |\n|---|---|---|---|")
+    for s, name in enumerate(PRODUCER, start=1):
+        row(name, c[:, :, s] - c[:, :, s - 1])
+    row("chunk period", tr[:, 3:, 0] - tr[:, 2:-1, 0])
+    print("\n| consumer group 0 | cycles | p10 | p90 |\n|---|---|---|---|")
+    row("full-wait (tiles)", c[:, :, 11] - c[:, :, 10])
+    row("ready-wait (producer)", c[:, :, 12] - c[:, :, 11])
+    row("chunk step", c[:, :, 13] - c[:, :, 12])
+    row("chunk period", tr[:, 3:, 10] - tr[:, 2:-1, 10])
+    print(f"\nconsumer group 1's chunk step: {(c[:, :, 15] - c[:, :, 14]).mean():.0f} cycles")
+
+
+if __name__ == "__main__":
+    main()
