@@ -61,9 +61,9 @@ rep("""  for (int n = 0; n < NT; ++n) {
     unsigned char* in = fb.in(n);
     unsigned char* out = fb.out(n);
     float* gS""")
-rep("""    if (tid == 0 && n + 1 < NT) fetch(n + 1);
-""", """    if (tr) tr[1] = clock64();
-    if (tid == 0 && n + 1 < NT) fetch(n + 1);
+rep("""    if (n >= L::kOut) tma::wait(&fb.done[n % L::kOut], ((n - L::kOut) / L::kOut) & 1);
+""", """    if (n >= L::kOut) tma::wait(&fb.done[n % L::kOut], ((n - L::kOut) / L::kOut) & 1);
+    if (tr) tr[1] = clock64();
 """)
 rep("""      __syncwarp();
     }
@@ -111,10 +111,12 @@ rep("""  for (int n = 0; n < p.NT; ++n) {
     if (tr) tr[12 + 2 * ct] = clock64();
 """)
 rep("""    tma::arrive(&fb.done[n % L::kOut]);
-  }
-  if (p.ht != nullptr) mma::store_state<K / 8>(p.ht, S, st0, p.V);  // null: no final state asked for""", """    tma::arrive(&fb.done[n % L::kOut]);
+""", """    tma::arrive(&fb.done[n % L::kOut]);
     if (tr) tr[13 + 2 * ct] = clock64();
-  }""")
+""")
+# the stamps are in the final state's buffer: the state is not stored
+rep("""  if (p.ht != nullptr) mma::store_state<K / 8>(p.ht, S, st0, p.V);  // null: no final state asked for
+""", "")
 
 
 def patch(s):
