@@ -449,7 +449,7 @@ __device__ __forceinline__ void consume(const Params& p, const FusedMaps& m, con
   const int64_t st0 = fb.bh * K * p.V + fb.v0 + vw;
   mma::load_state<K / 8>(S, p.h0, st0, p.V);
   for (int n = 0; n < p.NT; ++n) {
-    const unsigned char* in = fb.in(n);
+    unsigned char* in = fb.in(n);
     const unsigned char* out = fb.out(n);
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
     tma::wait(&fb.ready[n % L::kOut], (n / L::kOut) & 1);
@@ -462,7 +462,7 @@ __device__ __forceinline__ void consume(const Params& p, const FusedMaps& m, con
                            out + L::ab,
                            reinterpret_cast<const float*>(out + L::eg),
                            reinterpret_cast<const float*>(out + L::egl),
-                           const_cast<unsigned char*>(in + L::v)};
+                           in + L::v};
     fwd_chunk_wg<T, K, true>(S, tl, p, Save, fb.bh * p.NT + n, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
     // O is in the group's slab of v's tile: one TMA store (rows past T are not written), whose
     // reads of the slab end before the slot is handed back for chunk n + kIn's input
