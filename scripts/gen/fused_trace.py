@@ -94,7 +94,7 @@ rep("""    wg::fence_smem();  // the consumers' wgmma reads what these threads w
     if (tr) tr[9] = clock64();
 """)
 rep("""  for (int n = 0; n < p.NT; ++n) {
-    const unsigned char* in = fb.in(n);
+    unsigned char* in = fb.in(n);
     const unsigned char* out = fb.out(n);
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
     tma::wait(&fb.ready[n % L::kOut], (n / L::kOut) & 1);
@@ -103,7 +103,7 @@ rep("""  for (int n = 0; n < p.NT; ++n) {
   for (int n = 0; n < p.NT; ++n) {
     long long* tr = trb ? trb + 16 * n : nullptr;
     if (tr && ct == 0) tr[10] = clock64();
-    const unsigned char* in = fb.in(n);
+    unsigned char* in = fb.in(n);
     const unsigned char* out = fb.out(n);
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
     if (tr && ct == 0) tr[11] = clock64();
