@@ -14,9 +14,10 @@
 // v (fwd_chunk_wg<FromV>: X = A diag(beta) (V - e^G K S) = u - w S) while the producer forms
 // the next one. A consumer group reads v's values as transposed 8 x 8 blocks (ldmatrix.trans),
 // writes O over its slab of v's tile (stmatrix.trans) and stores it with one TMA request per
-// chunk: one 2-byte read per value and 16 scattered 4-byte stores per thread had taken about half
-// of its chunk step (clock64 stamps), and the group now waits for the producer instead. The producer gives up registers to the consumers (setmaxnreg): it holds at most
-// two 64 x 64 accumulators, they hold the state.
+// chunk: one 2-byte read per value and 16 scattered 4-byte stores per thread had taken about
+// half of its chunk step (clock64 stamps), and the group now waits for the producer instead.
+// The producer gives up registers to the consumers (setmaxnreg): it holds at most two 64 x 64
+// accumulators, they hold the state.
 //
 // With Save (a training forward) it also writes what the backward reads: G, A (rounded to T),
 // Aqk and w = (A diag(beta e^G)) K per chunk, and the consumers store h and X.
