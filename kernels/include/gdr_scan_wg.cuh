@@ -71,7 +71,8 @@ __device__ __forceinline__ void stage_t(unsigned char* tile, const float (*acc)[
 }
 
 // One chunk's tiles in shared memory, 16-bit ones 128-byte swizzled and 1024-aligned: q, k, w
-// [C x K], Aqk [C x C], the block's columns of u [C x 64 NWG]; G [C] fp32. FromV: w is unused,
+// [C x K], Aqk [C x C], the block's columns of u [C x 64 NWG]; G [C] fp32 (q's and k's 64-column
+// slabs QKRows 128-byte rows apart: the fused forward may interleave them). FromV: w is unused,
 // u holds the block's columns of v, ab is A diag(beta) [C x C], and eg, egl hold e^G and
 // e^{G_last - G} [C] (formed once per chunk by the producer instead of by every consumer thread);
 // O is written to the tile ostage (v's, once read) for the caller to store.
@@ -89,11 +90,12 @@ struct FwdChunkTiles {
 // (a constant false lets the compiler drop X's registers after the state update's operands).
 // vw: the warp's first column inside the block (whose first column of V is v0). mid() runs once
 // the chunk's first products are issued (the split scan requests a later chunk's tiles there).
-template <class T, int K, bool FromV = false, class Mid>
+template <class T, int K, bool FromV = false, int QKRows = kC, class Mid>
 __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles& tl, const Params& p, bool save,
                                              int64_t cidx, int b, int hh, int v0, int vw, int t0, Mid mid) {
   using mma::acc_to_a;
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
+  constexpr int QK = QKRows;
   const int t = threadIdx.x & 3;
   const int V = p.V, H = p.H, Lc = min(kC, p.T - t0);
   const float* gS = tl.g;
@@ -119,10 +121,10 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   wg::pin<KS * 4>(&SA[0][0]);
   wg::fence();
 #pragma unroll
-  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], wg::desc_kmajor(FromV ? tl.k : tl.w, kC, s), s);
+  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], FromV ? wg::desc_kmajor(tl.k, QK, s) : wg::desc_kmajor(tl.w, kC, s), s);
   wg::commit();
 #pragma unroll
-  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(tl.q, kC, s), s);
+  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(tl.q, QK, s), s);
   wg::commit();
   mid();
   uint32_t uv[CT][2];
@@ -198,7 +200,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   for (int s = 0; s < CS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], XA[s], wg::desc_kmajor(tl.a, kC, s), 1);
   wg::commit();
 #pragma unroll
-  for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&S[0][0], XD[s], wg::desc_mnmajor(tl.k, kC, s), 1);
+  for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&S[0][0], XD[s], wg::desc_mnmajor(tl.k, QK, s), 1);
   wg::commit();
   if (save) store_pairs_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, &X[0][0], 1.f, kC);
   wg::wait<1>();

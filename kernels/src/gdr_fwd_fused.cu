@@ -6,9 +6,10 @@
 // One block per (batch, head, 128 columns of V): warpgroup 0 is the producer, warpgroups 1 and
 // 2 the consumers (64 columns each). Per chunk the producer
 //   - requests the next chunk's q, k and the block's v columns (TMA, 128-byte swizzled boxes),
-//   - forms G (the chunk-local cumulative log decay) and K K^T (wgmma, both operands in shared
-//     memory), L = strict-lower(beta_i e^{G_i - G_j} K K^T) in fp32 and A = (I + L)^-1 (the
-//     diagonal blocks in fp32, the rest on tensor cores with split operands: invert_in_halvings),
+//   - forms G (the chunk-local cumulative log decay), K K^T and Q K^T (wgmma, both operands in
+//     shared memory; without a gradient as one product K [K; Q]^T), L = strict-lower(beta_i
+//     e^{G_i - G_j} K K^T) in fp32 and A = (I + L)^-1 (the diagonal blocks in fp32, the rest on
+//     tensor cores with split operands: invert_in_halvings),
 //   - writes A diag(beta) and Aqk = tril(Q K^T * e^{G_i - G_j}) as 16-bit tiles,
 // and hands the chunk to the consumers, which run the split scan's chunk step with X formed from
 // v (fwd_chunk_wg<FromV>: X = A diag(beta) (V - e^G K S) = u - w S) while the producer forms
@@ -56,12 +57,16 @@ struct FusedRegs {
   static_assert(128 * producer + 256 * consumer <= 384 * 168, "the launch's register budget");
 };
 
-template <int K>
+template <int K, bool Wide = false>
 struct FusedLayout {
   static constexpr int VC = 64 * kNWG, kIn = 3, kOut = 2;
   static_assert(kIn == kOut + 1, "chunk n + 1's input reuses chunk n - kOut's slot, freed with its output");
-  // input slot: q, k [C x K], the block's columns of v [C x VC]
-  static constexpr int q = 0, k = q + 2 * kC * K, v = k + 2 * kC * K, in_bytes = v + 2 * kC * VC;
+  // input slot: q and k [C x K], then the block's columns of v [C x VC]. Wide (the forward
+  // without a gradient, whose producer forms K [K; Q]^T): k's and q's 64-column slabs
+  // interleaved (k's slab s, then q's), so that K's 64 rows and Q's form one 128-row operand;
+  // else q's slabs, then k's. slab: their stride in bytes (qk_rows: in 128-byte rows).
+  static constexpr int slab = (Wide ? 2 : 1) * kC * 128, qk_rows = slab / 128;
+  static constexpr int q = Wide ? kC * 128 : 0, k = Wide ? 0 : 2 * kC * K, v = 4 * kC * K, in_bytes = v + 2 * kC * VC;
   // output slot: A diag(beta) [C x C], Aqk [C x C], G, e^G, e^{G_last - G} [C] fp32
   static constexpr int ab = 0, a = ab + 2 * kC * kC, g = a + 2 * kC * kC, eg = g + 4 * kC, egl = eg + 4 * kC,
                        out_bytes = (egl + 4 * kC + 1023) / 1024 * 1024;
@@ -288,7 +293,7 @@ __device__ __forceinline__ void save_w_and_aqk(const Params& p, const FusedBlock
     wg::pin<4 * kC / 16>(&F[0][0]);
     wg::fence();
 #pragma unroll
-    for (int s = 0; s < kC / 16; ++s) wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(in + L::k + h * kC * 128, kC, s), s);
+    for (int s = 0; s < kC / 16; ++s) wg::RS<64, T>::template mma<1>(acc, F[s], wg::desc_mnmajor(in + L::k + h * L::slab, L::qk_rows, s), s);
     wg::commit();
     wg::wait<0>();
     wg::pin<32>(acc);
@@ -302,7 +307,7 @@ __device__ __forceinline__ void save_w_and_aqk(const Params& p, const FusedBlock
 
 template <class T, int K, bool Save>
 __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, const FusedBlock<K>& fb) {
-  using L = FusedLayout<K>;
+  using L = FusedLayout<K, !Save>;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int NT = p.NT, b = fb.b, hh = fb.hh;
   float* Ls = reinterpret_cast<float*>(fb.sm + L::lmat);
@@ -312,8 +317,16 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     unsigned char* s = fb.in(n);
     uint64_t* bar = &fb.full[n % L::kIn];
     tma::arrive_expect(bar, L::in_bytes);
-    tma::load<5>(s + L::q, &m.q, {0, n * kC, 0, hh, b}, bar);
-    tma::load<5>(s + L::k, &m.k, {0, n * kC, 0, hh, b}, bar);
+    if constexpr (Save) {  // the maps' boxes hold all of q's (k's) slabs
+      tma::load<5>(s + L::q, &m.q, {0, n * kC, 0, hh, b}, bar);
+      tma::load<5>(s + L::k, &m.k, {0, n * kC, 0, hh, b}, bar);
+    } else {  // one slab per box, interleaved
+#pragma unroll
+      for (int sl = 0; sl < K / 64; ++sl) {
+        tma::load<5>(s + L::k + sl * L::slab, &m.k, {0, n * kC, sl, hh, b}, bar);
+        tma::load<5>(s + L::q + sl * L::slab, &m.q, {0, n * kC, sl, hh, b}, bar);
+      }
+    }
     tma::load<5>(s + L::v, &m.v, {0, n * kC, fb.v0 / 64, hh, b}, bar);
   };
   // chunk n's g and beta, rows 2 lane and 2 lane + 1 (rows past T: no decay, no write)
@@ -377,26 +390,61 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     }
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
 
-    // K K^T and Q K^T together: L = strict-lower(beta_i e^{G_i - G_j} K K^T) to shared memory in
-    // fp32, Aqk = tril(Q K^T e^{G_i - G_j}) to its tile; one decay per element serves both, and
-    // the masks are selects (no branches: the 16 elements of a thread pipeline)
-    float acc[32];
-    {
-      float qk[32];
-      float gc[16];  // G log2(e) at the thread's 16 columns c = 8 j + 2 t (+ 1), loaded while the products run
+    // L = strict-lower(beta_i e^{G_i - G_j} K K^T) to shared memory in fp32, Aqk = tril(Q K^T
+    // e^{G_i - G_j}) to its 16-bit tile; the masks are selects (no branches: the 16 elements of a
+    // thread pipeline). Both ways are written out here: as inlined helper functions ptxas spilled
+    // more (140 bytes with Save).
+    float gc[16];  // G log2(e) at the thread's 16 columns c = 8 j + 2 t (+ 1), loaded while the products run
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float2 v = *reinterpret_cast<const float2*>(gW + 8 * j + 2 * t);
-        gc[2 * j] = v.x, gc[2 * j + 1] = v.y;
-      }
+    for (int j = 0; j < 8; ++j) {
+      const float2 v = *reinterpret_cast<const float2*>(gW + 8 * j + 2 * t);
+      gc[2 * j] = v.x, gc[2 * j + 1] = v.y;
+    }
+    if constexpr (!Save) {
+      // K [K; Q]^T as one N = 128 chain (ptxas waits for each wgmma of this kernel, so half as
+      // many waits as K K^T and Q K^T apart: 0.133 against 0.139 ms at (8,2048,16,128)).
+      // Columns j < 64 hold K K^T, columns 64 + i hold (Q K^T)^T, which stmatrix.trans writes
+      // back transposed. An element (r, c) needs the decay of L (c < r) or of Aqk^T (c >= r),
+      // never both: one exponential each, as before.
+      float acc[64];
       wg::fence();
 #pragma unroll
       for (int s = 0; s < K / 16; ++s)
-        wg::SS<64, T>::template mma<0>(acc, wg::desc_kmajor(in + L::k, kC, s), wg::desc_kmajor(in + L::k, kC, s), s);
+        wg::SS<128, T>::template mma<0>(acc, wg::desc_kmajor(in + L::k, L::qk_rows, s), wg::desc_kmajor(in + L::k, L::qk_rows, s), s);
+      wg::commit();
+      wg::wait<0>();
+      wg::pin<64>(acc);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = 16 * warp + g + 8 * h;
+        const float br = bW[r], gr = gW[r];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int c = 8 * j + 2 * t;
+          // both exponents are <= 0 (G falls along the chunk)
+          const float d0 = ex2(c < r ? gr - gc[2 * j] : gc[2 * j] - gr);
+          const float d1 = ex2(c + 1 < r ? gr - gc[2 * j + 1] : gc[2 * j + 1] - gr);
+          const float l0 = c < r ? br * d0 * acc[4 * j + 2 * h] : 0.f;
+          const float l1 = c + 1 < r ? br * d1 * acc[4 * j + 2 * h + 1] : 0.f;
+          *reinterpret_cast<float2*>(Ls + r * kLDL + c) = make_float2(l0, l1);
+          float* a = acc + 32 + 4 * j + 2 * h;
+          a[0] = c >= r ? d0 * a[0] : 0.f;
+          a[1] = c + 1 >= r ? d1 * a[1] : 0.f;
+        }
+      }
+      stage_t<T, 8>(out + L::a, reinterpret_cast<const float(*)[4]>(acc + 32), 1.f, 16 * warp);
+    } else {
+      // K K^T and Q K^T as two N = 64 chains: with the 120 registers Save leaves the producer,
+      // the 64-float accumulator spilled (0.28 against 0.24 ms). One decay per element serves both.
+      float acc[32], qk[32];
+      wg::fence();
+#pragma unroll
+      for (int s = 0; s < K / 16; ++s)
+        wg::SS<64, T>::template mma<0>(acc, wg::desc_kmajor(in + L::k, L::qk_rows, s), wg::desc_kmajor(in + L::k, L::qk_rows, s), s);
       wg::commit();
 #pragma unroll
       for (int s = 0; s < K / 16; ++s)
-        wg::SS<64, T>::template mma<0>(qk, wg::desc_kmajor(in + L::q, kC, s), wg::desc_kmajor(in + L::k, kC, s), s);
+        wg::SS<64, T>::template mma<0>(qk, wg::desc_kmajor(in + L::q, L::qk_rows, s), wg::desc_kmajor(in + L::k, L::qk_rows, s), s);
       wg::commit();
       wg::wait<0>();
       wg::pin<32>(acc);
@@ -443,7 +491,7 @@ __device__ __forceinline__ void consumer_sync(int wg) { asm volatile("bar.sync %
 
 template <class T, int K, bool Save>
 __device__ __forceinline__ void consume(const Params& p, const FusedMaps& m, const FusedBlock<K>& fb) {
-  using L = FusedLayout<K>;
+  using L = FusedLayout<K, !Save>;
   const int vw = 16 * ((int)(threadIdx.x >> 5) - 4);  // the warp's first column inside the block
   const int wg = vw / 64;
   float S[K / 8][4];
@@ -464,7 +512,7 @@ __device__ __forceinline__ void consume(const Params& p, const FusedMaps& m, con
                            reinterpret_cast<const float*>(out + L::eg),
                            reinterpret_cast<const float*>(out + L::egl),
                            in + L::v};
-    fwd_chunk_wg<T, K, true>(S, tl, p, Save, fb.bh * p.NT + n, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
+    fwd_chunk_wg<T, K, true, L::qk_rows>(S, tl, p, Save, fb.bh * p.NT + n, fb.b, fb.hh, fb.v0, vw, n * kC, [] {});
     // O is in the group's slab of v's tile: one TMA store (rows past T are not written), whose
     // reads of the slab end before the slot is handed back for chunk n + kIn's input
     wg::fence_smem();
@@ -507,8 +555,9 @@ template <class T, int K>
 void run(const Params& p, cudaStream_t s) {
   FusedMaps m;
   const CUtensorMapDataType dt = tma::data_type<T>();
-  tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, p.K, p.K / 64);
-  tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, p.K, p.K / 64);
+  const int qk_slabs = p.save ? p.K / 64 : 1;  // per box: see produce's fetch
+  tma::encode_user(&m.q, dt, p.q, p.B, p.T, p.H, p.K, qk_slabs);
+  tma::encode_user(&m.k, dt, p.k, p.B, p.T, p.H, p.K, qk_slabs);
   tma::encode_user(&m.v, dt, p.v, p.B, p.T, p.H, p.V, kNWG);
   tma::encode_user(&m.o, dt, p.o, p.B, p.T, p.H, p.V, 1);
   const int64_t blocks = (int64_t)p.B * p.H * (p.V / FusedLayout<K>::VC);

@@ -52,6 +52,6 @@ for n in (64, 128):
     for ty in TYPES:
         print(wrapper("RS", n, ty))
 print("template <int N, class T> struct SS;")
-for n in (32, 64):
+for n in (32, 64, 128):
     for ty in TYPES:
         print(wrapper("SS", n, ty))
