@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the kernel library with clock64 stamps in the fused forward (gdr_fwd_fused.cu), for
 scripts/gpu/gdr_trace.py: per chunk, thread 0 of the producer stamps its phases (the wait for
-the consumers, the G scan, the wait for the tiles, K K^T and Q K^T, their epilogue, the diagonal
+the consumers, the G scan, the wait for the tiles, K K^T and Q K^T (or K [K; Q]^T), their epilogue, the diagonal
 inverse, the two halvings, the hand-over) and the first thread of each consumer group its waits
 and its chunk step. The stamps go to the final-state buffer (int64, 16 per chunk from each
 (batch, head)'s start), so a traced call must ask for the final state, and its state is not
@@ -80,6 +80,12 @@ rep("""      wg::wait<0>();
 """, """      wg::wait<0>();
       wg::pin<32>(acc);
       wg::pin<32>(qk);
+      if (tr) tr[4] = clock64();
+""")
+rep("""      wg::wait<0>();
+      wg::pin<64>(acc);
+""", """      wg::wait<0>();
+      wg::pin<64>(acc);
       if (tr) tr[4] = clock64();
 """)
 rep("""    producer_sync();  // L is visible
