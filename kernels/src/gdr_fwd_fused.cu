@@ -402,7 +402,8 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     }
     if constexpr (!Save) {
       // K [K; Q]^T as one N = 128 chain (ptxas waits for each wgmma of this kernel, so half as
-      // many waits as K K^T and Q K^T apart: 0.133 against 0.139 ms at (8,2048,16,128)).
+      // many waits as K K^T and Q K^T apart: 0.131-0.134 against 0.138-0.139 ms at
+      // (8,2048,16,128)).
       // Columns j < 64 hold K K^T, columns 64 + i hold (Q K^T)^T, which stmatrix.trans writes
       // back transposed. An element (r, c) needs the decay of L (c < r) or of Aqk^T (c >= r),
       // never both: one exponential each, as before.
