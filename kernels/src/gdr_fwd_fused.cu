@@ -136,7 +136,7 @@ __device__ __forceinline__ void mma_split(float acc[4], const uint32_t xh[4], co
 // A = (I + L)^-1 by the producer's 128 threads (L with stride kLDL, A at a_at): the diagonal
 // 16 x 16 blocks by forward substitution in fp32, then two halvings on the tensor cores, each
 // block as -A_ii (L_ij A_jj) with the bracket's left factor formed first:
-//   1. blocks (1,0) and (3,2): warps 2p and 2p + 1 both form T = A_{b+1,b+1} L_{b+1,b} (b = 2p)
+//   1. blocks (1,0) and (3,2): warps 2p and 2p + 1 both form T = A_{b+1,b+1} L_{b+1,b} (b = 2p; Tb below)
 //      and each one n8 half of -T A_bb;
 //   2. the lower-left quarter: warp w forms the strip T = A_{H1,H1} L_{H1,H0} of its block row
 //      bi = 2 + w / 2 (both warps of a row: no exchange) and block (bi, w % 2) = -T A_{H0,H0}.
@@ -172,11 +172,11 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, uns
   uint32_t xh[4], xl[4];
   {
     const int b = 2 * (warp >> 1), h = warp & 1;
-    float T[2][4] = {};
+    float Tb[2][4] = {};
     a_split(xh, xl, Aat, 16 * (b + 1), 16 * (b + 1));
 #pragma unroll
-    for (int j = 0; j < 2; ++j) mma_split(T[j], xh, xl, Lat, 16 * (b + 1), 16 * b + 8 * j);
-    mma::acc_to_a_split<__nv_bfloat16>(xh, xl, T[0], T[1]);
+    for (int j = 0; j < 2; ++j) mma_split(Tb[j], xh, xl, Lat, 16 * (b + 1), 16 * b + 8 * j);
+    mma::acc_to_a_split<__nv_bfloat16>(xh, xl, Tb[0], Tb[1]);
     float O[4] = {};
     mma_split(O, xh, xl, Aat, 16 * b, 16 * b + 8 * h);
     store_neg(O, 16 * (b + 1), 16 * b + 8 * h);
@@ -184,17 +184,17 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, uns
   producer_sync();
   {
     const int bi = 2 + (warp >> 1), bj = warp & 1;
-    float T[4][4] = {};
+    float Tb[4][4] = {};
     for (int m = 2; m <= bi; ++m) {
       a_split(xh, xl, Aat, 16 * bi, 16 * m);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) mma_split(T[j], xh, xl, Lat, 16 * m, 8 * j);
+      for (int j = 0; j < 4; ++j) mma_split(Tb[j], xh, xl, Lat, 16 * m, 8 * j);
     }
     float O[2][4] = {};
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
       if (s < bj) continue;  // A_{0,1} = 0
-      mma::acc_to_a_split<__nv_bfloat16>(xh, xl, T[2 * s], T[2 * s + 1]);
+      mma::acc_to_a_split<__nv_bfloat16>(xh, xl, Tb[2 * s], Tb[2 * s + 1]);
 #pragma unroll
       for (int j = 0; j < 2; ++j) mma_split(O[j], xh, xl, Aat, 16 * s, 16 * bj + 8 * j);
     }
@@ -233,6 +233,10 @@ __device__ __forceinline__ void store_swizzled(unsigned char* tile, int c0, cons
 template <int K>
 struct FusedBlock {
   using L = FusedLayout<K>;
+  // the rings serve both layouts: only q's and k's places inside an input slot differ
+  static_assert(FusedLayout<K, true>::in_bytes == L::in_bytes && FusedLayout<K, true>::bars == L::bars &&
+                    FusedLayout<K, true>::bytes == L::bytes,
+                "the slots and barriers do not depend on Wide");
   unsigned char* sm;
   uint64_t *full, *ready, *done;  // input landed (TMA); output formed (producer); chunk consumed
   int64_t bh;
