@@ -39,17 +39,23 @@ __device__ __forceinline__ void store_pairs_t(T* dst, int64_t ld, const float* a
     }
 }
 
+// The byte offset, in a swizzled C-row tile, of the row this lane addresses for an .x4.trans
+// ldmatrix/stmatrix over the 8 x 8 blocks of tile rows 16 jj .. 16 jj + 15 and columns vw .. vw + 15
+// (lanes 8i..8i+7: block i = rows 16 jj + 8 (i / 2), columns vw + 8 (i % 2)).
+__device__ __forceinline__ int t_block_offset(int jj, int vw) {
+  const int lane = threadIdx.x & 31, m = lane >> 3;
+  return wg::sw128_offset(8 * (2 * jj + (m >> 1)) + (lane & 7), vw + 8 * (m & 1), kC);
+}
 // u's (or v's) 16-bit values at the thread's places of X^T (rows v = vw + g, + 8 of the block's
 // columns; columns r = 8 j + 2 t, + 1 of the chunk's rows): uv[j][h] holds rows r and r + 1 of
 // column vw + g + 8 h, read as the tile's 8 x 8 blocks transposed (ldmatrix.trans): one read
 // per 16 values instead of one per value.
 template <int CT>
 __device__ __forceinline__ void load_cols_t(uint32_t (*uv)[2], const unsigned char* tile, int vw) {
-  const int lane = threadIdx.x & 31, m = lane >> 3;
 #pragma unroll
   for (int jj = 0; jj < CT / 2; ++jj) {
     uint32_t x[4];
-    mma::ldsm_x4_t(x, tile + wg::sw128_offset(8 * (2 * jj + (m >> 1)) + (lane & 7), vw + 8 * (m & 1), kC));
+    mma::ldsm_x4_t(x, tile + t_block_offset(jj, vw));
     uv[2 * jj][0] = x[0], uv[2 * jj][1] = x[1], uv[2 * jj + 1][0] = x[2], uv[2 * jj + 1][1] = x[3];
   }
 }
@@ -57,7 +63,6 @@ __device__ __forceinline__ void load_cols_t(uint32_t (*uv)[2], const unsigned ch
 // swizzled C-row tile, row c, block column v: the 8 x 8 blocks transposed (stmatrix.trans).
 template <class T, int CT>
 __device__ __forceinline__ void stage_t(unsigned char* tile, const float (*acc)[4], float alpha, int vw) {
-  const int lane = threadIdx.x & 31, m = lane >> 3;
 #pragma unroll
   for (int jj = 0; jj < CT / 2; ++jj) {
     uint32_t x[4];
@@ -66,7 +71,7 @@ __device__ __forceinline__ void stage_t(unsigned char* tile, const float (*acc)[
       const float* a = acc[2 * jj + (i >> 1)] + 2 * (i & 1);
       x[i] = mma::pack<T>(alpha * a[0], alpha * a[1]);
     }
-    mma::stsm_x4_t(tile + wg::sw128_offset(8 * (2 * jj + (m >> 1)) + (lane & 7), vw + 8 * (m & 1), kC), x);
+    mma::stsm_x4_t(tile + t_block_offset(jj, vw), x);
   }
 }
 
@@ -95,7 +100,6 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
                                              int64_t cidx, int b, int hh, int v0, int vw, int t0, Mid mid) {
   using mma::acc_to_a;
   constexpr int KT = K / 8, KS = K / 16, CT = kC / 8, CS = kC / 16;
-  constexpr int QK = QKRows;
   const int t = threadIdx.x & 3;
   const int V = p.V, H = p.H, Lc = min(kC, p.T - t0);
   const float* gS = tl.g;
@@ -121,10 +125,10 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   wg::pin<KS * 4>(&SA[0][0]);
   wg::fence();
 #pragma unroll
-  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], FromV ? wg::desc_kmajor(tl.k, QK, s) : wg::desc_kmajor(tl.w, kC, s), s);
+  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&X[0][0], SA[s], FromV ? wg::desc_kmajor(tl.k, QKRows, s) : wg::desc_kmajor(tl.w, kC, s), s);
   wg::commit();
 #pragma unroll
-  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(tl.q, QK, s), s);
+  for (int s = 0; s < KS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], SA[s], wg::desc_kmajor(tl.q, QKRows, s), s);
   wg::commit();
   mid();
   uint32_t uv[CT][2];
@@ -200,7 +204,7 @@ __device__ __forceinline__ void fwd_chunk_wg(float (*S)[4], const FwdChunkTiles&
   for (int s = 0; s < CS; ++s) wg::RS<64, T>::template mma<0>(&O[0][0], XA[s], wg::desc_kmajor(tl.a, kC, s), 1);
   wg::commit();
 #pragma unroll
-  for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&S[0][0], XD[s], wg::desc_mnmajor(tl.k, QK, s), 1);
+  for (int s = 0; s < CS; ++s) wg::RS<K, T>::template mma<1>(&S[0][0], XD[s], wg::desc_mnmajor(tl.k, QKRows, s), 1);
   wg::commit();
   if (save) store_pairs_t<T, CT>(static_cast<T*>(p.X) + cidx * kC * V + v0 + vw, V, &X[0][0], 1.f, kC);
   wg::wait<1>();
