@@ -305,16 +305,19 @@ __device__ __forceinline__ void store_decayed_kq(const Params& p, const T* kS, c
   }
 }
 
-// The first step of invert_unit_lower_by: the blocks above the diagonal zeroed and the four
-// 16 x 16 diagonal blocks of A by forward substitution (threads 0..63, one column each); no
-// barrier.
+// The 6 16 x 16 blocks of A above the diagonal zeroed by threads tid = 0 .. nt-1; no barrier.
 template <class AIdx>
-__device__ __forceinline__ void invert_diagonal_blocks(const float* L, int ldl, float* A, AIdx ai, int tid, int nt) {
-  for (int e = tid; e < 6 * 64; e += nt) {  // the 6 blocks above the diagonal, 64 float4 each
+__device__ __forceinline__ void zero_upper_blocks(float* A, AIdx ai, int tid, int nt) {
+  for (int e = tid; e < 6 * 64; e += nt) {  // 64 float4 each
     const int blk = e >> 6, r = (e >> 2) & 15, q = e & 3;
     const int bi = blk < 3 ? 0 : blk < 5 ? 1 : 2, bj = blk < 3 ? blk + 1 : blk < 5 ? blk - 1 : 3;
     *reinterpret_cast<float4*>(A + ai(16 * bi + r, 16 * bj + 4 * q)) = make_float4(0.f, 0.f, 0.f, 0.f);
   }
+}
+// The first step of invert_unit_lower_by: the four 16 x 16 diagonal blocks of A by forward
+// substitution (threads 0..63, one column each); no barrier.
+template <class AIdx>
+__device__ __forceinline__ void invert_diagonal_blocks(const float* L, int ldl, float* A, AIdx ai, int tid) {
   if (tid < kC) {
     const int base = (tid >> 4) * 16, col = tid & 15;
     float colv[16];
@@ -356,7 +359,8 @@ __device__ __forceinline__ void fma4(float4& s, float x, const float4& y) {
 template <class AIdx, class Sync>
 __device__ __forceinline__ void invert_unit_lower_by(const float* L, int ldl, float* A, AIdx ai, float* tri, int tid,
                                                      int nt, Sync sync) {
-  invert_diagonal_blocks(L, ldl, A, ai, tid, nt);
+  zero_upper_blocks(A, ai, tid, nt);
+  invert_diagonal_blocks(L, ldl, A, ai, tid);
   sync();
   for (int d = 1; d < 4; ++d) {
     const int items = (4 - d) * 64;  // block pairs x 16 rows x 4 column quads

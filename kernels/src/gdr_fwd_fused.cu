@@ -9,7 +9,7 @@
 //   - forms G (the chunk-local cumulative log decay), K K^T and Q K^T (wgmma, both operands in
 //     shared memory; without a gradient as one product K [K; Q]^T), L = strict-lower(beta_i
 //     e^{G_i - G_j} K K^T) in fp32 and A = (I + L)^-1 (the diagonal blocks in fp32, the rest on
-//     tensor cores with split operands: invert_in_halvings),
+//     tensor cores in tf32: invert_in_halvings),
 //   - writes A diag(beta) and Aqk = tril(Q K^T * e^{G_i - G_j}) as 16-bit tiles,
 // and hands the chunk to the consumers, which run the split scan's chunk step with X formed from
 // v (fwd_chunk_wg<FromV>: X = A diag(beta) (V - e^G K S) = u - w S) while the producer forms
@@ -97,40 +97,50 @@ __device__ __forceinline__ float ex2(float x) {
 
 __device__ __forceinline__ void producer_sync() { asm volatile("bar.sync 1, 128;\n" ::: "memory"); }
 
-// fp32 operands of the inverse's products as bf16 hi + lo pairs: x0, x1 -> hi = (x0, x1) rounded,
-// lo = the rounding residuals rounded. Three products (hi hi, hi lo, lo hi) carry about 16 bits
-// of mantissa with fp32's range, so the tensor cores can form the halvings without the error of
-// one 16-bit rounding per term.
-struct Split {
-  uint32_t hi, lo;
-};
-__device__ __forceinline__ Split split2(float x0, float x1) {
-  const uint32_t hi = mma::pack<__nv_bfloat16>(x0, x1);
-  const float2 h = mma::unpack<__nv_bfloat16>(hi);
-  return {hi, mma::pack<__nv_bfloat16>(x0 - h.x, x1 - h.y)};
+// The inverse's products on the tensor cores in tf32 (m16n8k8, operands rounded to nearest: 10
+// bits of mantissa, fp32's range). A is rounded to T for the consumers afterwards, so tf32's
+// rounding adds little to its error (gdr_check's errors are the same to two digits); the bf16
+// hi + lo split it replaces took three mma and the operand splits per term, and the producer's
+// instruction stream bounds the kernel: the two halvings took 1,832 cycles a chunk with the
+// split, 1,318 in tf32 (clock64 stamps, (8,2048,16,128)).
+// A k8 step's slots are permuted: slot t holds column (row of B) 2 t, slot t + 4 column 2 t + 1,
+// so that an accumulator's (2 t, 2 t + 1) pair is an A fragment as it stands and fp32 operands
+// come from shared memory as float2.
+__device__ __forceinline__ uint32_t tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
 }
-// The m16n8k16 A fragment of rows r0.., columns c0.. of an fp32 matrix at(i, j) (pairs (j, j + 1)
-// adjacent), as hi and lo.
+__device__ __forceinline__ void mma1688_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// The two k8 A fragments of rows r0.., columns c0 .. c0 + 15 of an fp32 matrix at(i, j).
 template <class At>
-__device__ __forceinline__ void a_split(uint32_t hi[4], uint32_t lo[4], At at, int r0, int c0) {
+__device__ __forceinline__ void a_tf32(uint32_t a[2][4], At at, int r0, int c0) {
   const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
 #pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const float2 x = *reinterpret_cast<const float2*>(at(r0 + g + 8 * (e & 1), c0 + 2 * t + 8 * (e >> 1)));
-    const Split sp = split2(x.x, x.y);
-    hi[e] = sp.hi, lo[e] = sp.lo;
+  for (int s = 0; s < 2; ++s) {
+    const float2 x0 = *reinterpret_cast<const float2*>(at(r0 + g, c0 + 8 * s + 2 * t));
+    const float2 x1 = *reinterpret_cast<const float2*>(at(r0 + g + 8, c0 + 8 * s + 2 * t));
+    a[s][0] = tf32(x0.x), a[s][1] = tf32(x1.x), a[s][2] = tf32(x0.y), a[s][3] = tf32(x1.y);
   }
 }
-// acc += X Y with X's fragment (hi, lo) and Y's k16 x n8 block at rows k0, columns n0 of an fp32
-// matrix at(k, n).
+// The same fragments from two accumulators (columns 0-7 and 8-15 of a 16 x 16 product).
+__device__ __forceinline__ void acc_to_a_tf32(uint32_t a[2][4], const float c0[4], const float c1[4]) {
+  a[0][0] = tf32(c0[0]), a[0][1] = tf32(c0[2]), a[0][2] = tf32(c0[1]), a[0][3] = tf32(c0[3]);
+  a[1][0] = tf32(c1[0]), a[1][1] = tf32(c1[2]), a[1][2] = tf32(c1[1]), a[1][3] = tf32(c1[3]);
+}
+// acc += X Y with X's fragments and Y's k16 x n8 block at rows k0, columns n0 of an fp32 matrix at(k, n).
 template <class At>
-__device__ __forceinline__ void mma_split(float acc[4], const uint32_t xh[4], const uint32_t xl[4], At at, int k0, int n0) {
+__device__ __forceinline__ void mma_tf32(float acc[4], const uint32_t x[2][4], At at, int k0, int n0) {
   const int l = threadIdx.x & 31, g = l >> 2, t = l & 3;
-  const Split b0 = split2(*at(k0 + 2 * t, n0 + g), *at(k0 + 2 * t + 1, n0 + g));
-  const Split b1 = split2(*at(k0 + 2 * t + 8, n0 + g), *at(k0 + 2 * t + 9, n0 + g));
-  mma::mma16816<__nv_bfloat16>(acc, xh, b0.hi, b1.hi);
-  mma::mma16816<__nv_bfloat16>(acc, xh, b0.lo, b1.lo);
-  mma::mma16816<__nv_bfloat16>(acc, xl, b0.hi, b1.hi);
+#pragma unroll
+  for (int s = 0; s < 2; ++s)
+    mma1688_tf32(acc, x[s], tf32(*at(k0 + 8 * s + 2 * t, n0 + g)), tf32(*at(k0 + 8 * s + 2 * t + 1, n0 + g)));
 }
 
 // A = (I + L)^-1 by the producer's 128 threads (L with stride kLDL, A at a_at): the diagonal
@@ -145,7 +155,9 @@ __device__ __forceinline__ void mma_split(float acc[4], const uint32_t xh[4], co
 // Each block of A is also written as T, times beta by column (beta: the warp's copy), into the
 // swizzled tile ab (whose blocks above the diagonal the caller zeroed once), so the consumers'
 // operand needs no pass of its own.
-template <class T>
+// A's blocks above the diagonal are zeroed only with Save: the halvings never read them, and
+// without Save nothing else writes A's place (with Save w is staged there).
+template <class T, bool Save>
 __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid) {
   const int warp = tid >> 5, l = tid & 31, g = l >> 2, t = l & 3;
   auto Lat = [&](int i, int j) { return L + i * kLDL + j; };
@@ -159,7 +171,8 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, uns
     *reinterpret_cast<uint32_t*>(ab + wg::sw128_offset(r0 + g, c, kC)) = mma::pack<T>(acc[0] * b0, acc[1] * b1);
     *reinterpret_cast<uint32_t*>(ab + wg::sw128_offset(r0 + g + 8, c, kC)) = mma::pack<T>(acc[2] * b0, acc[3] * b1);
   };
-  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid, 128);
+  if constexpr (Save) zero_upper_blocks(A, [](int i, int j) { return a_at(i, j); }, tid, 128);
+  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid);
   producer_sync();
   {  // the diagonal blocks into ab: warp w block w, a lane 8 entries of a row
     const int i = 16 * warp + (l >> 1), c = 16 * warp + 8 * (l & 1);
@@ -169,16 +182,16 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, uns
         make_uint4(mma::pack<T>(x0.x * b0.x, x0.y * b0.y), mma::pack<T>(x0.z * b0.z, x0.w * b0.w),
                    mma::pack<T>(x1.x * b1.x, x1.y * b1.y), mma::pack<T>(x1.z * b1.z, x1.w * b1.w));
   }
-  uint32_t xh[4], xl[4];
+  uint32_t xa[2][4];
   {
     const int b = 2 * (warp >> 1), h = warp & 1;
     float Tb[2][4] = {};
-    a_split(xh, xl, Aat, 16 * (b + 1), 16 * (b + 1));
+    a_tf32(xa, Aat, 16 * (b + 1), 16 * (b + 1));
 #pragma unroll
-    for (int j = 0; j < 2; ++j) mma_split(Tb[j], xh, xl, Lat, 16 * (b + 1), 16 * b + 8 * j);
-    mma::acc_to_a_split<__nv_bfloat16>(xh, xl, Tb[0], Tb[1]);
+    for (int j = 0; j < 2; ++j) mma_tf32(Tb[j], xa, Lat, 16 * (b + 1), 16 * b + 8 * j);
+    acc_to_a_tf32(xa, Tb[0], Tb[1]);
     float O[4] = {};
-    mma_split(O, xh, xl, Aat, 16 * b, 16 * b + 8 * h);
+    mma_tf32(O, xa, Aat, 16 * b, 16 * b + 8 * h);
     store_neg(O, 16 * (b + 1), 16 * b + 8 * h);
   }
   producer_sync();
@@ -186,17 +199,17 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, uns
     const int bi = 2 + (warp >> 1), bj = warp & 1;
     float Tb[4][4] = {};
     for (int m = 2; m <= bi; ++m) {
-      a_split(xh, xl, Aat, 16 * bi, 16 * m);
+      a_tf32(xa, Aat, 16 * bi, 16 * m);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) mma_split(Tb[j], xh, xl, Lat, 16 * m, 8 * j);
+      for (int j = 0; j < 4; ++j) mma_tf32(Tb[j], xa, Lat, 16 * m, 8 * j);
     }
     float O[2][4] = {};
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
       if (s < bj) continue;  // A_{0,1} = 0
-      mma::acc_to_a_split<__nv_bfloat16>(xh, xl, Tb[2 * s], Tb[2 * s + 1]);
+      acc_to_a_tf32(xa, Tb[2 * s], Tb[2 * s + 1]);
 #pragma unroll
-      for (int j = 0; j < 2; ++j) mma_split(O[j], xh, xl, Aat, 16 * s, 16 * bj + 8 * j);
+      for (int j = 0; j < 2; ++j) mma_tf32(O[j], xa, Aat, 16 * s, 16 * bj + 8 * j);
     }
 #pragma unroll
     for (int j = 0; j < 2; ++j) store_neg(O[j], 16 * bi, 16 * bj + 8 * j);
@@ -474,7 +487,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     producer_sync();  // L is visible
     // A, and A diag(beta) for the consumers (beta from the warp's own copy: warp 0 may already be
     // scanning the next chunk)
-    invert_in_halvings<T>(Ls, Af, out + L::ab, bW, tid);
+    invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid);
     if constexpr (Save) {  // A rounded to T for the backward, then w and Aqk
 #pragma unroll
       for (int e = tid; e < kC * kC / 8; e += 128) {

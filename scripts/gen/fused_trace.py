@@ -31,9 +31,9 @@ def rep(a, b, cnt=1):
 
 rep("__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid) {",
     "__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid, long long* tr) {")
-rep("""  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid, 128);
+rep("""  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid);
   producer_sync();
-""", """  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid, 128);
+""", """  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid);
   producer_sync();
   if (tr) tr[6] = clock64();
 """)
@@ -92,7 +92,7 @@ rep("""    producer_sync();  // L is visible
 """, """    producer_sync();  // L is visible
     if (tr) tr[5] = clock64();
 """)
-rep("invert_in_halvings<T>(Ls, Af, out + L::ab, bW, tid);", "invert_in_halvings<T>(Ls, Af, out + L::ab, bW, tid, tr);")
+rep("invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid);", "invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid, tr);")
 rep("""    wg::fence_smem();  // the consumers' wgmma reads what these threads wrote
     tma::arrive(&fb.ready[n % L::kOut]);
 """, """    wg::fence_smem();  // the consumers' wgmma reads what these threads wrote
