@@ -71,11 +71,11 @@ struct FusedLayout {
   static constexpr int ab = 0, a = ab + 2 * kC * kC, g = a + 2 * kC * kC, eg = g + 4 * kC, egl = eg + 4 * kC,
                        out_bytes = (egl + 4 * kC + 1023) / 1024 * 1024;
   // shared by all chunks: the inverse's fp32 A [C x C] (with Save, w [C x K] is staged there once
-  // A's fragments are read), L [C x kLDL] fp32, beta e^G [C] fp32, each producer warp's copy of
-  // G and beta [2 x C] fp32, the barriers
+  // A's fragments are read), L [C x kLDL] fp32, beta e^G [C] fp32, two chunks' tables of G log2(e),
+  // beta and G [3 x C] fp32 (produce's scan_into), the barriers
   static_assert(2 * kC * K <= 4 * kC * kC, "w's staging fits in A's place");
   static constexpr int ins = 0, outs = ins + kIn * in_bytes, af = outs + kOut * out_bytes, lmat = af + 4 * kC * kC,
-                       vec = lmat + 4 * kC * kLDL, gw = vec + 4 * kC, bars = gw + 4 * 8 * kC,
+                       vec = lmat + 4 * kC * kLDL, gt = vec + 4 * kC, bars = gt + 4 * 6 * kC,
                        bytes = bars + 8 * (kIn + 2 * kOut);
 };
 
@@ -152,13 +152,16 @@ __device__ __forceinline__ void mma_tf32(float acc[4], const uint32_t x[2][4], A
 //      bi = 2 + w / 2 (both warps of a row: no exchange) and block (bi, w % 2) = -T A_{H0,H0}.
 // Three barriers, and the products' operands are read from shared memory once (the fp32 sums
 // read each one 16 times and were bound by shared-memory bandwidth).
-// Each block of A is also written as T, times beta by column (beta: the warp's copy), into the
+// Each block of A is also written as T, times beta by column (beta: the chunk's table), into the
 // swizzled tile ab (whose blocks above the diagonal the caller zeroed once), so the consumers'
 // operand needs no pass of its own.
 // A's blocks above the diagonal are zeroed only with Save: the halvings never read them, and
 // without Save nothing else writes A's place (with Save w is staged there).
-template <class T, bool Save>
-__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid) {
+// Warp 1 has the smallest share of halving 2 (one strip product and one output block, warp 2
+// two and two); it calls slack() before the last barrier.
+template <class T, bool Save, class Slack>
+__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid,
+                                                   Slack slack) {
   const int warp = tid >> 5, l = tid & 31, g = l >> 2, t = l & 3;
   auto Lat = [&](int i, int j) { return L + i * kLDL + j; };
   auto Aat = [&](int i, int j) { return A + a_at(i, j); };
@@ -214,6 +217,7 @@ __device__ __forceinline__ void invert_in_halvings(const float* L, float* A, uns
 #pragma unroll
     for (int j = 0; j < 2; ++j) store_neg(O[j], 16 * bi, 16 * bj + 8 * j);
   }
+  if (warp == 1) slack();
   producer_sync();
 }
 
@@ -358,7 +362,29 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       bn[e] = ok ? p.beta[row] : 0.f;
     }
   };
-  load_gb(0);
+  // chunk n's table: G log2(e), beta and G by row. Warp 1 scans chunk n + 1 into it while it
+  // waits for the other warps in chunk n's last halving (the scan's shuffles and stores had
+  // taken about 600 of the producer's 6,600 cycles a chunk at its head, clock64 stamps).
+  auto table = [&](int n) { return reinterpret_cast<float*>(fb.sm + L::gt) + (n & 1) * 3 * kC; };
+  auto scan_into = [&](int n) {  // inclusive scan of chunk n's 64 log decays (in gn), two a lane
+    const float g0 = gn[0], g1 = gn[1];
+    const float s2 = g0 + g1;
+    float x = s2;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float y = __shfl_up_sync(0xffffffffu, x, o);
+      if (lane >= o) x += y;
+    }
+    const float G0 = x - s2 + g0, G1 = x;
+    float* tb = table(n);
+    *reinterpret_cast<float2*>(tb + 2 * lane) = make_float2(G0 * kLog2e, G1 * kLog2e);
+    *reinterpret_cast<float2*>(tb + kC + 2 * lane) = make_float2(bn[0], bn[1]);
+    *reinterpret_cast<float2*>(tb + 2 * kC + 2 * lane) = make_float2(G0, G1);
+  };
+  if (warp == 1) {
+    load_gb(0);
+    scan_into(0);
+  }
   if (tid == 0) fetch(0);
   // the blocks of A diag(beta) above the diagonal are zero in every output slot; the inverse
   // writes the others for each chunk
@@ -367,9 +393,7 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     const int bi = blk < 3 ? 0 : blk < 5 ? 1 : 2, bj = blk < 3 ? blk + 1 : blk < 5 ? blk - 1 : 3;
     *reinterpret_cast<uint4*>(fb.out(slot) + L::ab + wg::sw128_offset(16 * bi + r, 16 * bj + c, kC)) = make_uint4(0, 0, 0, 0);
   }
-  // the warp's own copy of G and beta: the L and Aqk epilogue needs no barrier after the scan
-  float* gW = reinterpret_cast<float*>(fb.sm + L::gw) + warp * 2 * kC;
-  float* bW = gW + kC;
+  producer_sync();  // chunk 0's table
   for (int n = 0; n < NT; ++n) {
     unsigned char* in = fb.in(n);
     unsigned char* out = fb.out(n);
@@ -378,32 +402,21 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
     // chunk n - kOut's slots (chunk n + 1's input, chunk n's output) are free once the consumers are past it
     if (n >= L::kOut) tma::wait(&fb.done[n % L::kOut], ((n - L::kOut) / L::kOut) & 1);
     if (tid == 0 && n + 1 < NT) fetch(n + 1);
-    {  // G: inclusive scan of the 64 log decays, two per lane, in every warp
-      const float g0 = gn[0], g1 = gn[1], b0 = bn[0], b1 = bn[1];
-      if (n + 1 < NT) load_gb(n + 1);
-      const float s2 = g0 + g1;
-      float x = s2;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const float y = __shfl_up_sync(0xffffffffu, x, o);
-        if (lane >= o) x += y;
+    const float* gW = table(n);  // G log2(e) by row
+    const float* bW = gW + kC;   // beta by row
+    if (warp == 1 && n + 1 < NT) load_gb(n + 1);  // scanned at the end of this chunk
+    if (warp == 0) {  // for the consumers (G and its decays), and with Save for the backward and w's fragments
+      const float2 G = *reinterpret_cast<const float2*>(gW + 2 * kC + 2 * lane);
+      const float G0 = G.x, G1 = G.y, Gl = gW[3 * kC - 1];
+      gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
+      float* eS = gS + (L::eg - L::g) / 4;
+      float* elS = gS + (L::egl - L::g) / 4;
+      *reinterpret_cast<float2*>(eS + 2 * lane) = make_float2(__expf(G0), __expf(G1));
+      *reinterpret_cast<float2*>(elS + 2 * lane) = make_float2(__expf(Gl - G0), __expf(Gl - G1));
+      if constexpr (Save) {
+        *reinterpret_cast<float2*>(p.gc + cidx * kC + 2 * lane) = make_float2(G0, G1);
+        bgS[2 * lane] = bW[2 * lane] * __expf(G0), bgS[2 * lane + 1] = bW[2 * lane + 1] * __expf(G1);
       }
-      const float G0 = x - s2 + g0, G1 = x;
-      gW[2 * lane] = G0 * kLog2e, gW[2 * lane + 1] = G1 * kLog2e;
-      bW[2 * lane] = b0, bW[2 * lane + 1] = b1;
-      const float Gl = __shfl_sync(0xffffffffu, G1, 31);
-      if (warp == 0) {  // for the consumers (G and its decays), and with Save for the backward and w's fragments
-        gS[2 * lane] = G0, gS[2 * lane + 1] = G1;
-        float* eS = gS + (L::eg - L::g) / 4;
-        float* elS = gS + (L::egl - L::g) / 4;
-        *reinterpret_cast<float2*>(eS + 2 * lane) = make_float2(__expf(G0), __expf(G1));
-        *reinterpret_cast<float2*>(elS + 2 * lane) = make_float2(__expf(Gl - G0), __expf(Gl - G1));
-        if constexpr (Save) {
-          *reinterpret_cast<float2*>(p.gc + cidx * kC + 2 * lane) = make_float2(G0, G1);
-          bgS[2 * lane] = b0 * __expf(G0), bgS[2 * lane + 1] = b1 * __expf(G1);
-        }
-      }
-      __syncwarp();
     }
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
 
@@ -485,9 +498,10 @@ __device__ __forceinline__ void produce(const Params& p, const FusedMaps& m, con
       }
     }
     producer_sync();  // L is visible
-    // A, and A diag(beta) for the consumers (beta from the warp's own copy: warp 0 may already be
-    // scanning the next chunk)
-    invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid);
+    // A, and A diag(beta) for the consumers; warp 1 scans the next chunk's table meanwhile
+    invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid, [&] {
+      if (n + 1 < NT) scan_into(n + 1);
+    });
     if constexpr (Save) {  // A rounded to T for the backward, then w and Aqk
 #pragma unroll
       for (int e = tid; e < kC * kC / 8; e += 128) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the kernel library with clock64 stamps in the fused forward (gdr_fwd_fused.cu), for
 scripts/gpu/gdr_trace.py: per chunk, thread 0 of the producer stamps its phases (the wait for
-the consumers, the G scan, the wait for the tiles, K K^T and Q K^T (or K [K; Q]^T), their epilogue, the diagonal
+the consumers, the next tiles' request and the consumers' G tables (the G scan until 8a9b75c), the wait for the tiles, K K^T and Q K^T (or K [K; Q]^T), their epilogue, the diagonal
 inverse, the two halvings, the hand-over) and the first thread of each consumer group its waits
 and its chunk step. The stamps go to the final-state buffer (int64, 16 per chunk from each
 (batch, head)'s start), so a traced call must ask for the final state, and its state is not
@@ -29,8 +29,8 @@ def rep(a, b, cnt=1):
     PATCHES.append((a, b, cnt))
 
 
-rep("__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid) {",
-    "__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid, long long* tr) {")
+rep("__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid,\n",
+    "__device__ __forceinline__ void invert_in_halvings(const float* L, float* A, unsigned char* ab, const float* beta, int tid, long long* tr,\n")
 rep("""  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid);
   producer_sync();
 """, """  invert_diagonal_blocks(L, kLDL, A, [](int i, int j) { return a_at(i, j); }, tid);
@@ -45,9 +45,11 @@ rep("""  producer_sync();
     const int bi = 2 + (warp >> 1), bj = warp & 1;""")
 rep("""    for (int j = 0; j < 2; ++j) store_neg(O[j], 16 * bi, 16 * bj + 8 * j);
   }
+  if (warp == 1) slack();
   producer_sync();
 }""", """    for (int j = 0; j < 2; ++j) store_neg(O[j], 16 * bi, 16 * bj + 8 * j);
   }
+  if (warp == 1) slack();
   producer_sync();
   if (tr) tr[8] = clock64();
 }""")
@@ -65,11 +67,9 @@ rep("""    if (n >= L::kOut) tma::wait(&fb.done[n % L::kOut], ((n - L::kOut) / L
 """, """    if (n >= L::kOut) tma::wait(&fb.done[n % L::kOut], ((n - L::kOut) / L::kOut) & 1);
     if (tr) tr[1] = clock64();
 """)
-rep("""      __syncwarp();
-    }
+rep("""    }
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
-""", """      __syncwarp();
-    }
+""", """    }
     if (tr) tr[2] = clock64();
     tma::wait(&fb.full[n % L::kIn], (n / L::kIn) & 1);
     if (tr) tr[3] = clock64();
@@ -92,7 +92,7 @@ rep("""    producer_sync();  // L is visible
 """, """    producer_sync();  // L is visible
     if (tr) tr[5] = clock64();
 """)
-rep("invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid);", "invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid, tr);")
+rep("invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid, [&] {", "invert_in_halvings<T, Save>(Ls, Af, out + L::ab, bW, tid, tr, [&] {")
 rep("""    wg::fence_smem();  // the consumers' wgmma reads what these threads wrote
     tma::arrive(&fb.ready[n % L::kOut]);
 """, """    wg::fence_smem();  // the consumers' wgmma reads what these threads wrote

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gdr_check import make_inputs  # noqa: E402
 
-PRODUCER = ["done-wait", "G scan", "full-wait (tiles)", "K K^T, Q K^T (wgmma)",
+PRODUCER = ["done-wait", "tile request + G tables (G scan)", "full-wait (tiles)", "K K^T, Q K^T (wgmma)",
             "their epilogue + barrier", "diagonal inverse + barrier", "halving 1 + barrier", "halving 2 + barrier",
             "fence + hand-over"]
 
