@@ -414,6 +414,8 @@ inline int device_attribute(cudaDeviceAttr a) {
 }
 // Raises a kernel's dynamic shared-memory limit to `smem` on the current device, once per
 // (kernel, device, size): the attribute call costs a few microseconds on every launch otherwise.
+// The thread's last entry is checked first, without the lock: a training loop launches the same
+// few kernels, and the event-timed forward pays this check in full.
 inline void allow_dynamic_smem(const void* kern, size_t smem) {
   struct Entry {
     const void* kern;
@@ -422,13 +424,19 @@ inline void allow_dynamic_smem(const void* kern, size_t smem) {
   };
   static std::mutex mu;
   static std::vector<Entry> done;
+  thread_local Entry last{nullptr, -1, 0};
   int dev = 0;
   C10_CUDA_CHECK(cudaGetDevice(&dev));
+  if (last.kern == kern && last.dev == dev && last.smem >= smem) return;
   std::lock_guard<std::mutex> lock(mu);
   for (const Entry& e : done)
-    if (e.kern == kern && e.dev == dev && e.smem >= smem) return;
+    if (e.kern == kern && e.dev == dev && e.smem >= smem) {
+      last = e;
+      return;
+    }
   C10_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   done.push_back({kern, dev, smem});
+  last = done.back();
 }
 inline size_t max_smem_per_block() { return (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin); }
 
