@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Builds the kernel library with clock64 stamps in the fused forward (gdr_fwd_fused.cu), for
 scripts/gpu/gdr_trace.py: per chunk, thread 0 of the producer stamps its phases (the wait for
-the consumers, the next tiles' request and the consumers' G tables (the G scan until 8a9b75c), the wait for the tiles, K K^T and Q K^T (or K [K; Q]^T), their epilogue, the diagonal
+the consumers, the next tiles' request and the consumers' G tables (until 8a9b75c also the G
+scan), the wait for the tiles, K K^T and Q K^T (or K [K; Q]^T), their epilogue, the diagonal
 inverse, the two halvings, the hand-over) and the first thread of each consumer group its waits
 and its chunk step. The stamps go to the final-state buffer (int64, 16 per chunk from each
 (batch, head)'s start), so a traced call must ask for the final state, and its state is not
