@@ -6,10 +6,11 @@
 // One block per (batch, head, 128 columns of V): warpgroup 0 is the producer, warpgroups 1 and
 // 2 the consumers (64 columns each). Per chunk the producer
 //   - requests the next chunk's q, k and the block's v columns (TMA, 128-byte swizzled boxes),
-//   - forms G (the chunk-local cumulative log decay), K K^T and Q K^T (wgmma, both operands in
-//     shared memory; without a gradient as one product K [K; Q]^T), L = strict-lower(beta_i
-//     e^{G_i - G_j} K K^T) in fp32 and A = (I + L)^-1 (the diagonal blocks in fp32, the rest on
-//     tensor cores in tf32: invert_in_halvings),
+//   - forms K K^T and Q K^T (wgmma, both operands in shared memory; without a gradient as one
+//     product K [K; Q]^T), L = strict-lower(beta_i e^{G_i - G_j} K K^T) in fp32 and
+//     A = (I + L)^-1 (the diagonal blocks in fp32, the rest on tensor cores in tf32:
+//     invert_in_halvings), with G (the chunk-local cumulative log decay) scanned one chunk
+//     ahead by warp 1,
 //   - writes A diag(beta) and Aqk = tril(Q K^T * e^{G_i - G_j}) as 16-bit tiles,
 // and hands the chunk to the consumers, which run the split scan's chunk step with X formed from
 // v (fwd_chunk_wg<FromV>: X = A diag(beta) (V - e^G K S) = u - w S) while the producer forms
