@@ -15,12 +15,11 @@ the state. Only for measurement: the stamps' stores perturb the kernel a little.
 The patch matches the kernel's text and stops with the line it could not find when the kernel
 has changed.
 """
-import glob
 import os
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kbuild  # noqa: E402
 
 
 PATCHES = []  # (text in the kernel, its traced form, how many times it occurs)
@@ -138,30 +137,9 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = os.path.abspath(sys.argv[1])
-    site = glob.glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages"))[0]
-    nv, ti = os.path.join(site, "nvidia/cu13"), os.path.join(site, "torch/include")
-    work = os.path.join(ROOT, "target/kernels/trace")
-    os.makedirs(work, exist_ok=True)
-    src = os.path.join(work, "gdr_fwd_fused_trace.cu")
-    with open(os.path.join(ROOT, "kernels/src/gdr_fwd_fused.cu")) as f:
+    with open(os.path.join(kbuild.ROOT, "kernels/src/gdr_fwd_fused.cu")) as f:
         text = patch(f.read())
-    with open(src, "w") as f:
-        f.write(text)
-    obj = src[:-3] + ".o"
-    nvcc = os.path.join(nv, "bin/nvcc")
-    arch = "-gencode=arch=compute_90a,code=sm_90a"
-    subprocess.run([nvcc, "-std=c++17", "-O3", "-Xcompiler", "-fPIC,-Wno-interference-size", "-D_GLIBCXX_USE_CXX11_ABI=1",
-                    "--expt-relaxed-constexpr", f"-I{ti}", f"-I{ti}/torch/csrc/api/include", f"-I{nv}/include",
-                    f"-I{ROOT}/kernels/include", arch, "-c", src, "-o", obj], check=True)
-    # the library's other objects: one per source in kernels/src (target/kernels/obj may hold
-    # objects of sources since removed)
-    stems = [os.path.basename(p).replace(".", "_") for p in glob.glob(os.path.join(ROOT, "kernels/src/*"))]
-    objs = [os.path.join(ROOT, "target/kernels/obj", s + ".o") for s in stems if s != "gdr_fwd_fused_cu"]
-    missing = [o for o in objs if not os.path.exists(o)]
-    if missing:
-        sys.exit(f"fused_trace: run cargo xtask kernels first (missing {missing[0]})")
-    subprocess.run([nvcc, "-shared", arch, *objs, obj, f"-L{site}/torch/lib", f"-L{nv}/lib", "-ltorch", "-ltorch_cpu",
-                    "-ltorch_cuda", "-lc10", "-lc10_cuda", "-l:libcudart.so.13", "-o", out], check=True)
+    kbuild.build_variant(text, "gdr_fwd_fused.cu", out, tag="trace")
     print("fused_trace: wrote", out)
 
 
