@@ -17,7 +17,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gdr_check import bench, make_inputs, run_ours  # noqa: E402
+from gdr_check import bench, our_calls  # noqa: E402
 from gdr_overhead import kernel_ms  # noqa: E402
 
 
@@ -26,24 +26,7 @@ def measure(lib, shapes):
     dev = torch.device("cuda")
     name = os.path.basename(lib)
     for spec in shapes.split(";"):
-        B, T, H, K, V = map(int, spec.split(","))
-        q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, dev, with_h0=False)
-        do = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
-        leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
-
-        def fwd():
-            with torch.no_grad():
-                run_ours(q, k, v, g, beta, None, K ** -0.5, False)
-
-        def train_fwd():
-            return run_ours(*leaves, None, K ** -0.5, False)
-
-        def fwd_bwd():
-            o, _ = run_ours(*leaves, None, K ** -0.5, False)
-            o.backward(do)
-            for x in leaves:
-                x.grad = None
-
+        fwd, train_fwd, fwd_bwd = our_calls(*map(int, spec.split(",")), dev)
         row = (bench(fwd, 40), kernel_ms(fwd, 10), kernel_ms(train_fwd, 10), bench(fwd_bwd, 20))
         print(f"| {name} | {spec} | " + " | ".join(f"{x:.4f}" for x in row) + " |", flush=True)
 

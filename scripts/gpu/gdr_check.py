@@ -209,6 +209,29 @@ def bench(fn, reps, warm=3, warm_s=0.3):
     return ts[len(ts) // 2]
 
 
+def our_calls(B, T, H, K, V, dev):
+    """The timed calls of ours at one bf16 shape (scale K^-0.5, no initial or final state): the
+    forward without a gradient, the training forward, and forward+backward (gradients dropped)."""
+    q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, dev, with_h0=False)
+    do = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
+    leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
+
+    def fwd():
+        with torch.no_grad():
+            run_ours(q, k, v, g, beta, None, K ** -0.5, False)
+
+    def train_fwd():
+        return run_ours(*leaves, None, K ** -0.5, False)
+
+    def fwd_bwd():
+        o, _ = run_ours(*leaves, None, K ** -0.5, False)
+        o.backward(do)
+        for x in leaves:
+            x.grad = None
+
+    return fwd, train_fwd, fwd_bwd
+
+
 def flops_fwd(B, T, H, K, V):
     # anchors.md: about 6 D^2 + 10 C D + (2/3) C^2 per token and head (D^2 -> K V, D -> (K+V)/2)
     return B * T * H * (6 * K * V + 10 * C * (K + V) / 2 + (2 / 3) * C * C)

@@ -12,7 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gdr_check import bench, make_inputs, run_ours  # noqa: E402
+from gdr_check import bench, our_calls  # noqa: E402
 
 KNOBS = ("ENGRAM_GDR_NW", "ENGRAM_GDR_SCAN", "ENGRAM_GDR_VB", "ENGRAM_GDR_STAGES", "ENGRAM_GDR_GRAD", "ENGRAM_GDR_PREP",
          "ENGRAM_GDR_GRAD_PERSIST", "ENGRAM_GDR_WG", "ENGRAM_GDR_FUSED")
@@ -32,20 +32,7 @@ def main():
         from gdr_overhead import kernel_ms
     print("| shape | setting | fwd ms | fwd+bwd ms |" + (" fwd kernels ms |\n|---|---|---|---|---|" if args.kernel else "\n|---|---|---|---|"))
     for spec in args.shapes.split(";"):
-        B, T, H, K, V = map(int, spec.split(","))
-        q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, dev, with_h0=False)
-        do = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
-        leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
-
-        def f():
-            with torch.no_grad():
-                run_ours(q, k, v, g, beta, None, K ** -0.5, False)
-
-        def fb():
-            o, _ = run_ours(*leaves, None, K ** -0.5, False)
-            o.backward(do)
-            for x in leaves:
-                x.grad = None
+        f, _, fb = our_calls(*map(int, spec.split(",")), dev)
 
         for setting in args.env.split(";"):
             for n in KNOBS:
