@@ -1,9 +1,10 @@
 """Builds a variant of the kernel library: the objects of `cargo xtask kernels` with one source
 replaced (a patched or experimental copy), and what ptxas says of that source's kernels (registers,
-spills, serialised wgmma). Shared by fused_trace.py and kernel_variant.py; the compile flags are
-xtask/src/kernels.rs's.
+spills, serialised wgmma). Shared by fused_trace.py and kernel_variant.py. The nvcc command lines
+are the ones xtask last built the library with (target/kernels/nvcc.args), so a variant differs
+from the library only in its source.
 
-    cargo xtask kernels        # the other objects, in target/kernels/obj
+    cargo xtask kernels        # the other objects, in target/kernels/obj, and nvcc.args
     python3 scripts/gen/kernel_variant.py OUT.so --src my_fused.cu [--include DIR]
 """
 import glob
@@ -13,23 +14,25 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARCH = "-gencode=arch=compute_90a,code=sm_90a"
+INCLUDE = os.path.join(ROOT, "kernels/include")
 
 
-def site_packages():
-    found = glob.glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages"))
-    if not found:
-        sys.exit("kbuild: no .venv (run cargo xtask setup)")
-    return found[0]
-
-
-def compile_flags(include):
-    site = site_packages()
-    nv, ti = os.path.join(site, "nvidia/cu13"), os.path.join(site, "torch/include")
-    flags = ["-std=c++17", "-O3", "-Xcompiler", "-fPIC,-Wno-interference-size", "-D_GLIBCXX_USE_CXX11_ABI=1",
-             "--expt-relaxed-constexpr", f"-I{ti}", f"-I{ti}/torch/csrc/api/include", f"-I{nv}/include",
-             f"-I{include or os.path.join(ROOT, 'kernels/include')}", ARCH]
-    return os.path.join(nv, "bin/nvcc"), flags
+def nvcc_args():
+    """(nvcc, compile arguments, link arguments after the objects) from xtask's record."""
+    path = os.path.join(ROOT, "target/kernels/nvcc.args")
+    if not os.path.exists(path):
+        sys.exit("kbuild: run cargo xtask kernels first (no target/kernels/nvcc.args)")
+    nvcc, compile_args, link_args = None, [], []
+    with open(path) as f:
+        for line in f.read().splitlines():
+            kind, _, arg = line.partition(" ")
+            if kind == "nvcc":
+                nvcc = arg
+            elif kind == "compile":
+                compile_args.append(arg)
+            elif kind == "link":
+                link_args.append(arg)
+    return nvcc, compile_args, link_args
 
 
 def ptxas_summary(log):
@@ -63,15 +66,20 @@ def demangle(name):
 
 
 def build_variant(source_text, replaces, out, include=None, tag="variant"):
-    """Compiles source_text in place of kernels/src/<replaces> and links the library at out."""
+    """Compiles source_text in place of kernels/src/<replaces> (with the headers in include, if
+    given, instead of kernels/include) and links the library at out."""
     work = os.path.join(ROOT, "target/kernels/variants")
     os.makedirs(work, exist_ok=True)
     src = os.path.join(work, f"{tag}_{replaces}")
     with open(src, "w") as f:
         f.write(source_text)
     obj = src.rsplit(".", 1)[0] + ".o"
-    nvcc, flags = compile_flags(include)
-    r = subprocess.run([nvcc, *flags, "-Xptxas", "-v", "-c", src, "-o", obj], capture_output=True, text=True)
+    nvcc, compile_args, link_args = nvcc_args()
+    if include:
+        if f"-I{INCLUDE}" not in compile_args:
+            sys.exit(f"kbuild: nvcc.args has no -I{INCLUDE} to replace with {include}")
+        compile_args = [f"-I{include}" if a == f"-I{INCLUDE}" else a for a in compile_args]
+    r = subprocess.run([nvcc, *compile_args, "-Xptxas", "-v", "-c", src, "-o", obj], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"kbuild: {src} did not compile:\n{r.stderr[-3000:]}")
     replaced = replaces.replace(".", "_")
@@ -80,7 +88,6 @@ def build_variant(source_text, replaces, out, include=None, tag="variant"):
     missing = [o for o in objs if not os.path.exists(o)]
     if missing:
         sys.exit(f"kbuild: run cargo xtask kernels first (missing {missing[0]})")
-    site = site_packages()
-    subprocess.run([nvcc, "-shared", ARCH, *objs, obj, f"-L{site}/torch/lib", f"-L{site}/nvidia/cu13/lib", "-ltorch",
-                    "-ltorch_cpu", "-ltorch_cuda", "-lc10", "-lc10_cuda", "-l:libcudart.so.13", "-o", out], check=True)
+    arch = [a for a in compile_args if a.startswith("-gencode")]
+    subprocess.run([nvcc, "-shared", *arch, *objs, obj, *link_args, "-o", out], check=True)
     return ptxas_summary(r.stderr)

@@ -16,6 +16,13 @@ pub fn output_path() -> PathBuf {
     root().join("target/kernels/libengram_kernels.so")
 }
 
+/// The nvcc command lines the library was last built with, one argument a line ("nvcc PATH",
+/// "compile ARG", "link ARG"), so that scripts/gen/kbuild.py builds variants of one source with
+/// the same flags instead of a copy of them.
+fn args_path() -> PathBuf {
+    root().join("target/kernels/nvcc.args")
+}
+
 pub fn run(args: &[String]) -> Result<(), String> {
     let force = args.iter().any(|a| a == "--force");
     if let Some(a) = args.iter().find(|a| *a != "--force") {
@@ -94,7 +101,8 @@ fn build(force: bool) -> Result<(), String> {
     }
     check_generated()?;
     let out = output_path();
-    let up_to_date = fs::metadata(&out).and_then(|m| m.modified()).is_ok_and(|t| t >= newest_input());
+    let up_to_date =
+        args_path().exists() && fs::metadata(&out).and_then(|m| m.modified()).is_ok_and(|t| t >= newest_input());
     if up_to_date && !force {
         eprintln!("xtask: kernel library up to date: {}", out.display());
         return Ok(());
@@ -156,16 +164,24 @@ fn build(force: bool) -> Result<(), String> {
         j?;
     }
     let tmp = out.with_extension("so.tmp");
+    let libs = [
+        format!("-L{}", torch.join("lib").display()),
+        format!("-L{}", nv.join("lib").display()),
+        "-ltorch".into(), "-ltorch_cpu".into(), "-ltorch_cuda".into(), "-lc10".into(), "-lc10_cuda".into(),
+        "-l:libcudart.so.13".into(),
+        format!("-Xlinker=-rpath={}:{}", torch.join("lib").display(), nv.join("lib").display()),
+    ];
     let mut link = Command::new(&nvcc);
-    link.arg("-shared").args(&arch).args(&objs)
-        .arg(format!("-L{}", torch.join("lib").display()))
-        .arg(format!("-L{}", nv.join("lib").display()))
-        .args(["-ltorch", "-ltorch_cpu", "-ltorch_cuda", "-lc10", "-lc10_cuda", "-l:libcudart.so.13"])
-        .arg(format!("-Xlinker=-rpath={}:{}", torch.join("lib").display(), nv.join("lib").display()))
-        .arg("-o")
-        .arg(&tmp);
+    link.arg("-shared").args(&arch).args(&objs).args(&libs).arg("-o").arg(&tmp);
     run_status(&mut link)?;
     fs::rename(&tmp, &out).map_err(|e| e.to_string())?;
+    let mut compile = Command::new(&nvcc);
+    common(&mut compile);
+    compile.args(&arch);
+    let mut lines = vec![format!("nvcc {}", nvcc.display())];
+    lines.extend(compile.get_args().map(|a| format!("compile {}", a.to_string_lossy())));
+    lines.extend(libs.iter().map(|a| format!("link {a}")));
+    fs::write(args_path(), lines.join("\n") + "\n").map_err(|e| format!("{}: {e}", args_path().display()))?;
     let size = fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     eprintln!("xtask: built {} ({} KiB) in {:.0}s", out.display(), size / 1024, started.elapsed().as_secs_f64());
     Ok(())
