@@ -209,27 +209,36 @@ def bench(fn, reps, warm=3, warm_s=0.3):
     return ts[len(ts) // 2]
 
 
-def our_calls(B, T, H, K, V, dev):
-    """The timed calls of ours at one bf16 shape (scale K^-0.5, no initial or final state): the
-    forward without a gradient, the training forward, and forward+backward (gradients dropped)."""
+def bench_inputs(B, T, H, K, V, dev):
+    """The timing table's bf16 inputs at one shape: (q, k, v, g, beta), a gradient for o, and leaf
+    copies of the five that take gradients."""
     q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, dev, with_h0=False)
     do = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
     leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
+    return (q, k, v, g, beta), do, leaves
 
+
+def timed_calls(op, inputs, do, leaves):
+    """op(q, k, v, g, beta) -> o as the three calls the tables time: the forward without a
+    gradient, the training forward, and forward+backward (gradients dropped after each)."""
     def fwd():
         with torch.no_grad():
-            run_ours(q, k, v, g, beta, None, K ** -0.5, False)
+            op(*inputs)
 
     def train_fwd():
-        return run_ours(*leaves, None, K ** -0.5, False)
+        return op(*leaves)
 
     def fwd_bwd():
-        o, _ = run_ours(*leaves, None, K ** -0.5, False)
-        o.backward(do)
+        op(*leaves).backward(do)
         for x in leaves:
             x.grad = None
 
     return fwd, train_fwd, fwd_bwd
+
+
+def our_calls(B, T, H, K, V, dev):
+    """timed_calls of ours at one shape (scale K^-0.5, no initial or final state)."""
+    return timed_calls(lambda *x: run_ours(*x, None, K ** -0.5, False)[0], *bench_inputs(B, T, H, K, V, dev))
 
 
 def flops_fwd(B, T, H, K, V):
@@ -248,53 +257,25 @@ def run_bench(shapes, dev, use_fla, reps_f=20, reps_b=10):
         except Exception as e:  # noqa: BLE001
             print("fla unavailable:", e)
     for (B, T, H, K, V) in shapes:
-        q, k, v, g, beta, _ = make_inputs(B, T, H, K, V, torch.bfloat16, dev, with_h0=False)
+        inputs, do, leaves = bench_inputs(B, T, H, K, V, dev)
+        q, k, v = inputs[:3]
         scale = K ** -0.5
-        do = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
         row = {"B": B, "T": T, "H": H, "K": K, "V": V}
-
-        def ours_f():
-            with torch.no_grad():
-                run_ours(q, k, v, g, beta, None, scale, False)
-
-        leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
-
-        def ours_fb():
-            o, _ = run_ours(*leaves, None, scale, False)
-            o.backward(do)
-            for x in leaves:
-                x.grad = None
-
+        ours_f, _, ours_fb = timed_calls(lambda *x: run_ours(*x, None, scale, False)[0], inputs, do, leaves)
         row["ours_fwd"] = bench(ours_f, reps_f)
         row["ours_fb"] = bench(ours_fb, reps_b)
         if fla_fn is not None:
-            def fla_f():
-                with torch.no_grad():
-                    fla_fn(q, k, v, g, beta, scale=scale)
-
-            def fla_fb():
-                o, _ = fla_fn(*leaves, scale=scale)
-                o.backward(do)
-                for x in leaves:
-                    x.grad = None
+            fla_f, _, fla_fb = timed_calls(lambda *x: fla_fn(*x, scale=scale)[0], inputs, do, leaves)
             try:
                 row["fla_fwd"] = bench(fla_f, reps_f)
                 row["fla_fb"] = bench(fla_fb, reps_b)
             except Exception as e:  # noqa: BLE001
                 print("fla failed at", row, e)
         if K == V:
-            qt, kt, vt = (x.transpose(1, 2).contiguous() for x in (q, k, v))
-            sl = [x.detach().clone().requires_grad_(True) for x in (qt, kt, vt)]
-            dot = do.transpose(1, 2).contiguous()
-
-            def sd_f():
-                with torch.no_grad():
-                    F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
-
-            def sd_fb():
-                F.scaled_dot_product_attention(*sl, is_causal=True).backward(dot)
-                for x in sl:
-                    x.grad = None
+            qkv = tuple(x.transpose(1, 2).contiguous() for x in (q, k, v))
+            sl = [x.detach().clone().requires_grad_(True) for x in qkv]
+            sd_f, _, sd_fb = timed_calls(lambda *x: F.scaled_dot_product_attention(*x, is_causal=True), qkv,
+                                         do.transpose(1, 2).contiguous(), sl)
             row["sdpa_fwd"] = bench(sd_f, reps_f)
             row["sdpa_fb"] = bench(sd_fb, reps_b)
         fl = flops_fwd(B, T, H, K, V)

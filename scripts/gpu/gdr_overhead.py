@@ -13,11 +13,10 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gdr_check import bench  # noqa: E402  (the same event timing as the benchmark table)
+from gdr_check import bench, our_calls  # noqa: E402  (the same event timing and calls as the benchmark table)
 
 
 def host_ms(fn, n=40):
@@ -96,27 +95,7 @@ def main():
     print("| shape | pass | host ms per call | event ms | kernels ms |")
     print("|---|---|---|---|---|")
     for spec in args.shapes.split(";"):
-        B, T, H, K, V = map(int, spec.split(","))
-        dev = "cuda"
-        q = torch.randn(B, T, H, K, device=dev, dtype=torch.bfloat16)
-        k = F.normalize(torch.randn(B, T, H, K, device=dev), dim=-1).bfloat16()
-        v = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
-        g = F.logsigmoid(torch.rand(B, T, H, device=dev))
-        beta = torch.rand(B, T, H, device=dev).sigmoid()
-        do = torch.randn(B, T, H, V, device=dev, dtype=torch.bfloat16)
-        leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v, g, beta)]
-        op = torch.ops.engram.chunk_gated_delta_rule
-
-        def fwd():
-            with torch.no_grad():
-                op(q, k, v, g, beta, None, K ** -0.5, 64, False)
-
-        def fb():
-            o, _ = op(*leaves, None, K ** -0.5, 64, False)
-            o.backward(do)
-            for x in leaves:
-                x.grad = None
-
+        fwd, _, fb = our_calls(*map(int, spec.split(",")), torch.device("cuda"))
         for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
             print(f"| {spec} | {name} | {host_ms(fn):.3f} | {bench(fn, 30):.3f} | {kernel_ms(fn):.3f} |", flush=True)
         if args.timeline:
