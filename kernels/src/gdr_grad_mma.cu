@@ -231,10 +231,7 @@ __global__ void __launch_bounds__(32 * 4 * NCG, NCG == 2 && K * V <= 64 * 64 ? 2
                             [&](uint32_t* bb, int k0, int n0) { load_b_nmajor<T>(bb, Xs, LDV, k0, cc0 + n0); });
     warp_mm<T, CT8, K / 16>(qk, [&](uint32_t* a, int k0) { load_a<T>(a, Qs, LDK, r0, k0); },
                             [&](uint32_t* bb, int k0, int n0) { load_b_nmajor<T>(bb, Ks, LDK, k0, cc0 + n0); });
-    each<CT8>(pa, [&](float& x, int r, int col) {
-      const int i = r0 + r, j = cc0 + col;
-      x = j <= i ? p.scale * __expf(gS[i] - gS[j]) * x : 0.f;
-    });
+    decay_tril<CT8>(pa, gS, r0, cc0, p.scale);
     store_acc<T, CT8>(Ps + r0 * LDC + cc0, LDC, pa);
     each<CT8>(qk, [&](float& x, int r, int col) { x *= pa[col / 8][(r >= 8) * 2 + (col & 1)]; });
     row_reduce<CT8>(qk, vec + L::vZr + grp * kC + r0, [](float x, int, int) { return x; });

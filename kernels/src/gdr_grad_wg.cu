@@ -217,8 +217,22 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
   }
   load_beta(ChunkBlock(p, blk), vec + L::vB);
   __syncthreads();  // the barriers are initialised before anyone waits on them
+  // The previous chunk, whose dbeta and dg warp 0 forms while this chunk's 1a products run (its
+  // sums stay until 1b, its g and beta until barrier (4), its <S0, dS> partials in the other
+  // half of vFrob): at the chunk's end that warp made everyone wait at the next barrier (1).
+  struct Prev {
+    int Lc = 0;
+    int64_t row0 = 0;
+    bool odd = false;
+  } prev;
+  auto finish = [&](const Prev& c) {
+    const float* g = vec + (c.odd ? L::vG2 : L::vG);
+    L::finish(vec, g, vec + (c.odd ? L::vB2 : L::vB), g[kC - 1], c.Lc, c.row0, H, p.dg, p.dbeta,
+              c.odd ? L::vFrob2 : L::vFrob);
+  };
+  int it = 0;
 #pragma unroll 1
-  for (int it = 0; blk < total; ++it, blk += gridDim.x) {
+  for (; blk < total; ++it, blk += gridDim.x) {
     const ChunkBlock cb(p, blk);
     const int Lc = cb.Lc;
     const int64_t row0 = cb.row0;
@@ -263,7 +277,8 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       }
 #pragma unroll
       for (int o = 16; o; o >>= 1) fr += __shfl_xor_sync(0xffffffffu, fr, o);
-      if (lane == 0) vec[L::vFrob + warp] = fr;
+      if (lane == 0) vec[(odd ? L::vFrob2 : L::vFrob) + warp] = fr;
+      if (warp == 0 && it > 0) finish(prev);
       wg::wait<0>();
       wg::pin<KT8 * 4>(&aq[0][0]);
       wg::pin<KT8 * 4>(&aw[0][0]);
@@ -298,10 +313,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     wg::wait<1>();
     wg::pin<CT8 * 4>(&pa[0][0]);
     wg::pin<CT8 * 4>(&qk[0][0]);
-    each<CT8>(pa, [&](float& x, int r, int col) {
-      const int i = r0 + r, j = cc0 + col;
-      x = j <= i ? p.scale * __expf(gS[i] - gS[j]) * x : 0.f;
-    });
+    decay_tril<CT8>(pa, gS, r0, cc0, p.scale);
     store_sw<T, CT8>(Ps, kC, r0, cc0, pa);
     each<CT8>(qk, [&](float& x, int r, int col) { x *= pa[col / 8][(r >= 8) * 2 + (col & 1)]; });
     row_reduce<CT8>(qk, vec + L::vZr + grp * kC + r0, [](float x, int, int) { return x; });
@@ -403,12 +415,13 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     for (int s = 0; s < kC / 16; ++s) SSK::template mma<1, 1>(&ak[0][0], mnmaj(Rs, kC, 0, s), mnmaj(Ks, kC, kc0, s), 1);
     wg::commit();
 
-    // dbeta and dg (every sum they read was written before barrier (6)) while the products run
-    if (warp == 0) L::finish(vec, gS, bS, gl, Lc, row0, H, p.dg, p.dbeta);
     wg::wait<0>();
     wg::pin<KT8 * 4>(&ak[0][0]);
     store_acc<T, KT8>(static_cast<T*>(p.dk) + (row0 + (int64_t)r0 * H) * K + kc0, (int64_t)H * K, ak, 1.f, Lc - r0);
+    prev = Prev{Lc, row0, odd};
   }  // chunks
+  // the last chunk's dbeta and dg (every sum they read was written before its barrier (6))
+  if (warp == 0 && it > 0) finish(prev);
 }
 
 template <class T, int K, int V>

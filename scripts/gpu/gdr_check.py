@@ -185,10 +185,9 @@ def check_errors(dev):
     return out
 
 
-def bench(fn, reps, warm=3, warm_s=0.3):
-    """CUDA-event median of reps calls, after warm calls and at least warm_s seconds of calls (the
-    GPU's clocks ramp up over a fraction of a second: without it, the first setting timed in a
-    process reads up to 10% slower)."""
+def warm_up(fn, warm=3, warm_s=0.3):
+    """warm calls and at least warm_s seconds of calls: the GPU's clocks ramp up over a fraction
+    of a second (without it, the first setting timed in a process reads up to 10% slower)."""
     t0 = time.time()
     n = 0
     while n < warm or time.time() - t0 < warm_s:
@@ -197,16 +196,38 @@ def bench(fn, reps, warm=3, warm_s=0.3):
         if n % 8 == 0:
             torch.cuda.synchronize()
     torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e))
-    ts.sort()
+
+
+def event_ms(fn):
+    """One call's CUDA-event time from an idle GPU, in ms."""
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    torch.cuda.synchronize()
+    return s.elapsed_time(e)
+
+
+def bench(fn, reps, warm=3, warm_s=0.3):
+    """CUDA-event median of reps calls after warm_up."""
+    warm_up(fn, warm, warm_s)
+    ts = sorted(event_ms(fn) for _ in range(reps))
     return ts[len(ts) // 2]
+
+
+def bench_pair(fa, fb, reps):
+    """CUDA-event medians of fa and fb timed alternately (a b, b a, a b, ...), so that drifts of
+    the GPU's clocks or of the host within the run fall on both alike: timed one after the other,
+    two kernels' ratio moved by up to 40% between runs on one machine (2026-11-25)."""
+    warm_up(fa)
+    warm_up(fb)
+    ta, tb = [], []
+    for i in range(reps):
+        for f, ts in ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta)):
+            ts.append(event_ms(f))
+    ta.sort()
+    tb.sort()
+    return ta[len(ta) // 2], tb[len(tb) // 2]
 
 
 def bench_inputs(B, T, H, K, V, dev):
@@ -246,7 +267,7 @@ def flops_fwd(B, T, H, K, V):
     return B * T * H * (6 * K * V + 10 * C * (K + V) / 2 + (2 / 3) * C * C)
 
 
-def run_bench(shapes, dev, use_fla, reps_f=20, reps_b=10):
+def run_bench(shapes, dev, use_fla, reps_f=30, reps_b=20):
     rows = []
     fla_fn = None
     if use_fla:
@@ -262,15 +283,21 @@ def run_bench(shapes, dev, use_fla, reps_f=20, reps_b=10):
         scale = K ** -0.5
         row = {"B": B, "T": T, "H": H, "K": K, "V": V}
         ours_f, _, ours_fb = timed_calls(lambda *x: run_ours(*x, None, scale, False)[0], inputs, do, leaves)
-        row["ours_fwd"] = bench(ours_f, reps_f)
-        row["ours_fb"] = bench(ours_fb, reps_b)
+        fla_ok = False
         if fla_fn is not None:
             fla_f, _, fla_fb = timed_calls(lambda *x: fla_fn(*x, scale=scale)[0], inputs, do, leaves)
             try:
-                row["fla_fwd"] = bench(fla_f, reps_f)
-                row["fla_fb"] = bench(fla_fb, reps_b)
+                fla_f()
+                fla_fb()
+                fla_ok = True
             except Exception as e:  # noqa: BLE001
                 print("fla failed at", row, e)
+        if fla_ok:  # ours and fla alternated call by call
+            row["ours_fwd"], row["fla_fwd"] = bench_pair(ours_f, fla_f, reps_f)
+            row["ours_fb"], row["fla_fb"] = bench_pair(ours_fb, fla_fb, reps_b)
+        else:
+            row["ours_fwd"] = bench(ours_f, reps_f)
+            row["ours_fb"] = bench(ours_fb, reps_b)
         if K == V:
             qkv = tuple(x.transpose(1, 2).contiguous() for x in (q, k, v))
             sl = [x.detach().clone().requires_grad_(True) for x in qkv]

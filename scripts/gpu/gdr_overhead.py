@@ -33,14 +33,19 @@ def host_ms(fn, n=40):
     return dt * 1e3
 
 
-def kernel_ms(fn, n=5):
+def kernels_ms(fn, n=5):
+    """{kernel name: device ms per call} of fn's kernels (torch.profiler over n calls)."""
     fn()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(n):
             fn()
         torch.cuda.synchronize()
-    return sum(e.device_time_total for e in prof.key_averages() if e.device_time_total > 0) / n / 1000
+    return {e.key: e.device_time_total / n / 1000 for e in prof.key_averages() if e.device_time_total > 0}
+
+
+def kernel_ms(fn, n=5):
+    return sum(kernels_ms(fn, n).values())
 
 
 def call_stats(events):
@@ -95,8 +100,8 @@ def main():
     print("| shape | pass | host ms per call | event ms | kernels ms |")
     print("|---|---|---|---|---|")
     for spec in args.shapes.split(";"):
-        fwd, _, fb = our_calls(*map(int, spec.split(",")), torch.device("cuda"))
-        for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
+        fwd, tf, fb = our_calls(*map(int, spec.split(",")), torch.device("cuda"))
+        for name, fn in (("fwd", fwd), ("training fwd", tf), ("fwd+bwd", fb)):
             print(f"| {spec} | {name} | {host_ms(fn):.3f} | {bench(fn, 30):.3f} | {kernel_ms(fn):.3f} |", flush=True)
         if args.timeline:
             for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
