@@ -8,7 +8,7 @@
 // the mma.sync accumulator layout, so the row and column sums of gdr_mma.cuh apply unchanged). Every tile (q, k, v, dO, X, dX, S0, dS, A, the C x C
 // intermediates P, dA, A^T dA, R, and dW) lives in the 128-byte swizzled layout `wgmma` reads
 // (wg::sw128_offset): TMA writes the loaded tiles (one request per tile, issued by one thread,
-// counted by two mbarriers: the V side with S0 and dS, and q, k, v, A), the intermediates are
+// counted by two mbarriers: the V side with S0 and dS, and q, k, A), the intermediates are
 // stored into it from the accumulators. Transposed operands (A^T, P^T, R^T, and the tiles whose
 // rows are the contraction) are MN-major descriptors of the same tiles, so nothing is
 // transposed by hand; a group's column half of an MN-major operand may start in the middle of
@@ -42,7 +42,7 @@ constexpr int kGThreads = 256;  // two warpgroups
 template <int K, int V>
 struct GradWgLayout : GradSums<2, kGThreads / 32> {  // row sums: one per column half
   static constexpr int kTileCK = kC * K * 2, kTileCV = kC * V * 2, kTileKV = K * V * 2, kTileCC = kC * kC * 2;
-  size_t q, k, k2, dO, x, dx, v, s0, ds, a, pm, da, vec, bar, total;
+  size_t q, k, k2, dO, x, dx, v, s0, ds, dw, a, pm, da, vec, bar, total;
   __host__ __device__ GradWgLayout() {
     size_t off = 0;
     auto take = [&](size_t bytes) {
@@ -57,8 +57,9 @@ struct GradWgLayout : GradSums<2, kGThreads / 32> {  // row sums: one per column
     x = take(kTileCV);
     dx = take(kTileCV);
     v = take(kTileCV);
-    s0 = take(kTileKV);  // dW [C x K] reuses it once S0 and dS are consumed
+    s0 = take(kTileKV);
     ds = take(kTileKV);
+    dw = take(kTileCK);  // its own tile, so the next S0 can load as soon as this one is consumed
     a = take(kTileCC);
     pm = take(kTileCC);  // P, then A^T dA
     da = take(kTileCC);  // dA, then R
@@ -129,9 +130,9 @@ struct GradMaps {
 };
 // bytes each mbarrier counts per chunk
 template <int K, int V>
-constexpr uint32_t kBytesV = 2 * (2 * K * V + 3 * kC * V) + 4 * kC;  // dS, S0, dO, X, dX, g
+constexpr uint32_t kBytesV = 2 * (2 * K * V + 4 * kC * V) + 4 * kC;  // dS, S0, dO, X, dX, v, g
 template <int K, int V>
-constexpr uint32_t kBytesQ = 2 * (2 * kC * K + kC * V + kC * kC);  // q, k, v, A
+constexpr uint32_t kBytesQ = 2 * (2 * kC * K + kC * kC);  // q, k, A
 
 template <class T, int K, int V>
 __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __grid_constant__ GradMaps m) {
@@ -158,7 +159,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
   unsigned char* const Vs = sm + lay.v;
   unsigned char* const S0s = sm + lay.s0;
   unsigned char* const dSs = sm + lay.ds;
-  unsigned char* const dWs = S0s;
+  unsigned char* const dWs = sm + lay.dw;
   unsigned char* const As = sm + lay.a;
   unsigned char* const Ps = sm + lay.pm;
   unsigned char* const Ts = Ps;
@@ -166,35 +167,35 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
   unsigned char* const Rs = dAs;
   float* vec = reinterpret_cast<float*>(sm + lay.vec);
 
-  // The loads, issued by thread 0 as in gdr_grad_mma.cu: dS after barrier (2); dO, X, dX after
-  // (3); S0, g, and q, k (other buffer), v after (4); A after (6). fullV counts the first group
-  // (armed with dS), fullQ the second (armed with q); beta (strided over heads) comes by cp.async.
+  // The next chunk's loads, issued by thread 0 as soon as each tile is dead: after barrier (2)
+  // dS, S0 and g (consumed by 1a) and k (its other buffer); after (3) dO, X, dX and v; after (4)
+  // q; after (6) A. fullV counts the first two groups, fullQ q, k and A, each armed with its
+  // first load (a phase cannot complete while announced bytes are missing); beta (strided over
+  // heads) comes by cp.async.
   uint64_t* const fullV = reinterpret_cast<uint64_t*>(sm + lay.bar);
   uint64_t* const fullQ = fullV + 1;
-  auto load_ds = [&](const ChunkBlock& w) {
+  auto load_ds = [&](const ChunkBlock& w, float* gdst) {
     tma::arrive_expect(fullV, kBytesV<K, V>);
     tma::load<3>(dSs, &m.dh, {0, (int)w.cidx * K, 0}, fullV);
+    tma::load<3>(S0s, &m.h, {0, (int)w.cidx * K, 0}, fullV);
+    tma::load<2>(gdst, &m.g, {0, (int)w.cidx}, fullV);
   };
   auto load_dx = [&](const ChunkBlock& w) {
     tma::load<5>(dOs, &m.dO, {0, w.t0, 0, w.hh, w.b}, fullV);
     tma::load<3>(Xs, &m.x, {0, (int)w.cidx * kC, 0}, fullV);
     tma::load<3>(dXs, &m.dx, {0, (int)w.cidx * kC, 0}, fullV);
-  };
-  auto load_s0 = [&](const ChunkBlock& w, float* gdst) {
-    tma::load<3>(S0s, &m.h, {0, (int)w.cidx * K, 0}, fullV);
-    tma::load<2>(gdst, &m.g, {0, (int)w.cidx}, fullV);
+    tma::load<5>(Vs, &m.v, {0, w.t0, 0, w.hh, w.b}, fullV);
   };
   auto load_beta = [&](const ChunkBlock& c, float* bdst) {  // every thread below kC
     const int t = threadIdx.x;
     if (t < kC) cp_async4(bdst + t, p.beta + c.row0 + (int64_t)(t < c.Lc ? t : 0) * H, t < c.Lc);
     cp_commit();
   };
-  auto load_qkv = [&](const ChunkBlock& w, unsigned char* kdst) {
+  auto load_k = [&](const ChunkBlock& w, unsigned char* kdst) {
     tma::arrive_expect(fullQ, kBytesQ<K, V>);
-    tma::load<5>(Qs, &m.q, {0, w.t0, 0, w.hh, w.b}, fullQ);
     tma::load<5>(kdst, &m.k, {0, w.t0, 0, w.hh, w.b}, fullQ);
-    tma::load<5>(Vs, &m.v, {0, w.t0, 0, w.hh, w.b}, fullQ);
   };
+  auto load_q = [&](const ChunkBlock& w) { tma::load<5>(Qs, &m.q, {0, w.t0, 0, w.hh, w.b}, fullQ); };
   auto load_a = [&](const ChunkBlock& w) { tma::load<2>(As, &m.a, {0, (int)w.cidx * kC}, fullQ); };
   // every thread's generic-proxy writes (cp.async landed, st.shared) visible to wgmma, then the barrier
   auto barrier = [] {
@@ -209,10 +210,10 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     tma::bar_init(fullQ, 1);
     tma::fence_bar_init();
     const ChunkBlock w(p, blk);
-    load_ds(w);
+    load_ds(w, vec + L::vG);
     load_dx(w);
-    load_s0(w, vec + L::vG);
-    load_qkv(w, K0s);
+    load_k(w, K0s);
+    load_q(w);
     load_a(w);
   }
   load_beta(ChunkBlock(p, blk), vec + L::vB);
@@ -284,8 +285,11 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
       wg::pin<KT8 * 4>(&aw[0][0]);
       wg::pin<KT8 * 4>(&ak[0][0]);
       tma::wait(fullQ, it & 1);
-      barrier();  // (2) S0 and dS are consumed (dW may overwrite them); q, k, v, A are visible
-      if (more && issuer) load_ds(nb);
+      barrier();  // (2) S0 and dS are consumed; q, k, A are visible
+      if (more && issuer) {
+        load_ds(nb, vec + (odd ? L::vG : L::vG2));
+        load_k(nb, odd ? K0s : K1s);
+      }
       store_sw<T, KT8>(dWs, kC, r0, kc0, aw, -1.f);  // dW = -dX S0^T
     }
     // ---- 1b: P = scale M (dO X^T) and Q K^T; dX (beta V)^T; dV = beta A^T dX
@@ -366,10 +370,7 @@ __global__ void __launch_bounds__(kGThreads, 1) bwd_grad_wg(Params p, const __gr
     wg::pin<KT8 * 4>(&ak[0][0]);
     barrier();  // (4) dA is visible; P, q and dW are consumed
     if (more) {
-      if (issuer) {
-        load_s0(nb, vec + (odd ? L::vG : L::vG2));
-        load_qkv(nb, odd ? K0s : K1s);
-      }
+      if (issuer) load_q(nb);
       load_beta(nb, vec + (odd ? L::vB : L::vB2));
     }
 

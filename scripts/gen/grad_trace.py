@@ -47,7 +47,8 @@ stamp_before("""      wg::pin<KT8 * 4>(&aq[0][0]);
 """, 3)
 stamp_after("""      tma::wait(fullQ, it & 1);
 """, 4)
-stamp_after("""      if (more && issuer) load_ds(nb);
+stamp_after("""        load_k(nb, odd ? K0s : K1s);
+      }
 """, 5)
 stamp_before("""    wg::wait<1>();
     wg::pin<CT8 * 4>(&pa[0][0]);
@@ -74,10 +75,11 @@ stamp_before("""    wg::wait<0>();
     wg::pin<KT8 * 4>(&ak[0][0]);
     store_acc<T, KT8>(static_cast<T*>(p.dk)""", 15)
 
-NAMES = ["V-side tiles' wait", "barrier 1", "1a products + <S0, dS>", "q, k, v, A wait", "barrier 2 (+ dS load)",
-         "dW store, 1b issue, dQ/dK row sums", "P and Q K^T epilogue", "dV sums and store", "barrier 3 (+ loads)",
-         "2: dA, A^T dW, P K, P^T Q", "barrier 4 (+ loads)", "3: A^T dA, K K^T", "barrier 5, dL, E and R",
-         "barrier 6 (+ A load)", "4: R K + R^T K issue, dbeta and dg", "wait + dK store (to the next chunk)"]
+NAMES = ["V-side tiles' wait", "barrier 1", "1a products + <S0, dS> (warp 0: the last chunk's dbeta, dg)",
+         "q, k, A wait", "barrier 2 (+ dS, S0, k loads)", "dW store, 1b issue, dQ/dK row sums",
+         "P and Q K^T epilogue", "dV sums and store", "barrier 3 (+ loads)", "2: dA, A^T dW, P K, P^T Q",
+         "barrier 4 (+ q load)", "3: A^T dA, K K^T", "barrier 5, dL, E and R", "barrier 6 (+ A load)",
+         "4: R K + R^T K issue", "wait + dK store (to the next chunk)"]
 
 
 def patch(s):
