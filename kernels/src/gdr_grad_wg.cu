@@ -1,7 +1,7 @@
 // Backward stage 2 with warpgroup products (sm_90a wgmma), 16-bit inputs, K in {64, 128}, V = 128:
-// every input gradient of one chunk, the equations and the schedule of gdr_grad_mma.cu (see its
-// header), with each product one chain of `wgmma` reading both operands from shared memory
-// instead of a warp's `mma.sync` chain fed by `ldmatrix`.
+// every input gradient of one chunk, the equations and block barriers of gdr_grad_mma.cu (see
+// its header; the loads here start earlier, see below), with each product one chain of `wgmma`
+// reading both operands from shared memory instead of a warp's `mma.sync` chain fed by `ldmatrix`.
 //
 // A persistent block of two warpgroups walks chunks blk, blk + grid, ... Warpgroup wg owns
 // column half wg of every [C x *] result and all 64 rows (warp w of the group rows 16w..16w+15,
