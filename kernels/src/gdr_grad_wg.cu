@@ -1,4 +1,4 @@
-// Backward stage 2 with warpgroup products (sm_90a wgmma), 16-bit inputs, K in {64, 128}, V = 128:
+// Backward stage 2 with warpgroup products (sm_90a wgmma), 16-bit inputs, V = 128 with K in {64, 128}, or K = V = 64:
 // every input gradient of one chunk, the equations and block barriers of gdr_grad_mma.cu (see
 // its header; the loads here start earlier, see below), with each product one chain of `wgmma`
 // reading both operands from shared memory instead of a warp's `mma.sync` chain fed by `ldmatrix`.
@@ -16,10 +16,10 @@
 //
 // Why: the mma.sync kernel issues ~600 `mma` and ~300 `ldmatrix` per warp and chunk from 2 warps
 // per scheduler and is bound by their latencies (Nsight Compute: 0.27 issued per scheduler per
-// cycle, stalls led by fixed-latency waits and shared-memory scoreboards). At V = 64 the
-// mma.sync kernel stays: there this one's 32-column products and per-chunk overheads made
-// forward+backward slower at (8,2048,32,64,64) (1.29-1.34 ms with one block per SM, 1.42 with
-// two and register spills, against 1.23-1.26).
+// cycle, stalls led by fixed-latency waits and shared-memory scoreboards). At K = V = 64 this
+// kernel was slower than the mma.sync one until its epilogues and schedule were shortened
+// (2026-11-25: 0.472 against 0.495 ms at (8,2048,32,64,64), one block per SM); at K = 128,
+// V = 64 the mma.sync kernel still runs.
 #include <c10/util/Exception.h>
 #include <c10/cuda/CUDAException.h>
 #include <cstdlib>
@@ -453,13 +453,17 @@ void launch(const Params& p, cudaStream_t s) {
 
 template <class T>
 void launch_k(const Params& p, cudaStream_t s) {
+  if (p.V == 64) {
+    if (p.K == 64) launch<T, 64, 64>(p, s);
+    return;
+  }
   p.K == 64 ? launch<T, 64, 128>(p, s) : launch<T, 128, 128>(p, s);
 }
 
 }  // namespace
 
 bool launch_bwd_grad_wg(DType dt, const Params& p, cudaStream_t s) {
-  if (p.A16 == nullptr || p.V != 128 || !mma_stage_applies(dt, p, "ENGRAM_GDR_GRAD") || knob_is("ENGRAM_GDR_GRAD", "mma"))
+  if (p.A16 == nullptr || !(p.V == 128 || (p.V == 64 && p.K == 64)) || !mma_stage_applies(dt, p, "ENGRAM_GDR_GRAD") || knob_is("ENGRAM_GDR_GRAD", "mma"))
     return false;
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) != 9) return false;  // wgmma is sm_90a only
   dt == kBF16 ? launch_k<__nv_bfloat16>(p, s) : launch_k<__half>(p, s);
