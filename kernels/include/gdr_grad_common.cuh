@@ -104,22 +104,27 @@ struct ColVec {
   __device__ __forceinline__ float at(int j, int e) const { return (e & 1) ? c[j].y : c[j].x; }
 };
 
-// x <- f exp(G_i - G_j) x on and below the diagonal (j <= i), 0 above it, for a warp's [16 x 8 CT8]
-// accumulator at chunk rows r0.., columns c0..: every exponential is formed (above the diagonal it
-// may overflow) and the triangle only selects, so each warp does the same work.
-template <int CT8>
-__device__ __forceinline__ void decay_tril(float (*acc)[4], const float* gS, int r0, int c0, float f) {
+// f(j, e, i, jj, d) for each element e of n8 tile j of a warp's [16 x 8 CT8] accumulator at chunk
+// rows r0.., columns c0.., with its row i, column jj and d = exp(G_i - G_jj): the rows' and
+// columns' G are read once, and every exponential is formed (above the diagonal it may overflow,
+// so callers select the triangle, never multiply by a mask), so each warp does the same work.
+template <int CT8, class F>
+__device__ __forceinline__ void each_decay(const float* gS, int r0, int c0, F f) {
   const int lane = threadIdx.x & 31, i0 = r0 + (lane >> 2);
   const float gr[2] = {gS[i0], gS[i0 + 8]};
   const ColVec<CT8> gc(gS, c0);
 #pragma unroll
   for (int j = 0; j < CT8; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int i = i0 + 8 * (e >> 1), jj = c0 + 8 * j + 2 * (lane & 3) + (e & 1);
-      const float d = __expf(gr[e >> 1] - gc.at(j, e));
-      acc[j][e] = jj <= i ? f * d * acc[j][e] : 0.f;
-    }
+    for (int e = 0; e < 4; ++e)
+      f(j, e, i0 + 8 * (e >> 1), c0 + 8 * j + 2 * (lane & 3) + (e & 1), __expf(gr[e >> 1] - gc.at(j, e)));
+}
+
+// x <- f exp(G_i - G_j) x on and below the diagonal (j <= i), 0 above it.
+template <int CT8>
+__device__ __forceinline__ void decay_tril(float (*acc)[4], const float* gS, int r0, int c0, float f) {
+  each_decay<CT8>(gS, r0, c0,
+                  [&](int j, int e, int i, int jj, float d) { acc[j][e] = jj <= i ? f * d * acc[j][e] : 0.f; });
 }
 
 // dA = dW (beta e^G K)^T + dX (beta V)^T from its two products (wk = dW K^T, da = dX V^T):
@@ -139,19 +144,12 @@ __device__ __forceinline__ void form_da(float (*da)[4], const float (*wk)[4], co
 template <int CT8, class RowBeta>
 __device__ __forceinline__ void form_e_and_r(float (*dl)[4], float (*kk)[4], const float* gS, int r0, int c0,
                                              RowBeta row_beta) {
-  const int lane = threadIdx.x & 31, i0 = r0 + (lane >> 2);
-  const float gr[2] = {gS[i0], gS[i0 + 8]};
-  const ColVec<CT8> gc(gS, c0);
-#pragma unroll
-  for (int j = 0; j < CT8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int i = i0 + 8 * (e >> 1), jj = c0 + 8 * j + 2 * (lane & 3) + (e & 1);
-      const float x = -__expf(gr[e >> 1] - gc.at(j, e)) * dl[j][e];
-      const float d = jj < i ? x : 0.f;
-      kk[j][e] *= d;
-      dl[j][e] = d * row_beta(e >> 1, i);
-    }
+  each_decay<CT8>(gS, r0, c0, [&](int j, int e, int i, int jj, float decay) {
+    const float x = -decay * dl[j][e];
+    const float d = jj < i ? x : 0.f;
+    kk[j][e] *= d;
+    dl[j][e] = d * row_beta(e >> 1, i);
+  });
 }
 
 }  // namespace gdr
