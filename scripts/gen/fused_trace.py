@@ -125,21 +125,11 @@ rep("""  if (p.ht != nullptr) mma::store_state<K / 8>(p.ht, S, st0, p.V);  // nu
 """, "")
 
 
-def patch(s):
-    for a, b, cnt in PATCHES:
-        if s.count(a) != cnt:
-            sys.exit(f"fused_trace: the kernel's text changed; not found {cnt} time(s):\n{a}")
-        s = s.replace(a, b)
-    return s
-
-
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = os.path.abspath(sys.argv[1])
-    with open(os.path.join(kbuild.ROOT, "kernels/src/gdr_fwd_fused.cu")) as f:
-        text = patch(f.read())
-    kbuild.build_variant(text, "gdr_fwd_fused.cu", out, tag="trace")
+    kbuild.build_patched("fused_trace", "gdr_fwd_fused.cu", PATCHES, out, tag="trace")
     print("fused_trace: wrote", out)
 
 

@@ -20,15 +20,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kbuild  # noqa: E402
 
-PATCHES = []  # (text in the kernel, its traced form)
+PATCHES = []  # (text in the kernel, its traced form, how many times it occurs: once)
 
 
 def stamp_after(anchor, i):
-    PATCHES.append((anchor, anchor + f"    if (tr) tr[{i}] = clock64();\n"))
+    PATCHES.append((anchor, anchor + f"    if (tr) tr[{i}] = clock64();\n", 1))
 
 
 def stamp_before(anchor, i):
-    PATCHES.append((anchor, f"    if (tr) tr[{i}] = clock64();\n" + anchor))
+    PATCHES.append((anchor, f"    if (tr) tr[{i}] = clock64();\n" + anchor, 1))
 
 
 PATCHES.append(("""    const ChunkBlock cb(p, blk);
@@ -37,7 +37,7 @@ PATCHES.append(("""    const ChunkBlock cb(p, blk);
                         ? reinterpret_cast<long long*>(p.dh0) + (((int64_t)blockIdx.x * 40 + it) * 8 + warp) * 16
                         : nullptr;
     if (tr) tr[0] = clock64();
-"""))
+""", 1))
 stamp_after("""    cp_wait<0>();
 """, 1)
 stamp_after("""    barrier();  // (1) the V-side tiles, g and beta are visible
@@ -82,21 +82,11 @@ NAMES = ["V-side tiles' wait", "barrier 1", "1a products + <S0, dS> (warp 0: the
          "4: R K + R^T K issue", "wait + dK store (to the next chunk)"]
 
 
-def patch(s):
-    for a, b in PATCHES:
-        if s.count(a) != 1:
-            sys.exit(f"grad_trace: the kernel's text changed; not found once:\n{a}")
-        s = s.replace(a, b)
-    return s
-
-
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = os.path.abspath(sys.argv[1])
-    with open(os.path.join(kbuild.ROOT, "kernels/src/gdr_grad_wg.cu")) as f:
-        text = patch(f.read())
-    for line in kbuild.build_variant(text, "gdr_grad_wg.cu", out, tag="gtrace"):
+    for line in kbuild.build_patched("grad_trace", "gdr_grad_wg.cu", PATCHES, out, tag="gtrace"):
         print(line)
     print("grad_trace: wrote", out)
 

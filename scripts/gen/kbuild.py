@@ -91,3 +91,16 @@ def build_variant(source_text, replaces, out, include=None, tag="variant"):
     arch = [a for a in compile_args if a.startswith("-gencode")]
     subprocess.run([nvcc, "-shared", *arch, *objs, obj, *link_args, "-o", out], check=True)
     return ptxas_summary(r.stderr)
+
+
+def build_patched(who, replaces, patches, out, tag):
+    """Builds the library with kernels/src/<replaces> patched: each (text, its replacement, count)
+    must occur exactly count times, else `who` stops naming the text (the kernel has changed).
+    Returns ptxas's summary of the patched source."""
+    with open(os.path.join(ROOT, "kernels/src", replaces)) as f:
+        s = f.read()
+    for a, b, cnt in patches:
+        if s.count(a) != cnt:
+            sys.exit(f"{who}: the kernel's text changed; not found {cnt} time(s):\n{a}")
+        s = s.replace(a, b)
+    return build_variant(s, replaces, out, tag=tag)
