@@ -451,19 +451,22 @@ void launch(const Params& p, cudaStream_t s) {
   launch_checked(bwd_grad_wg<T, K, V>, blocks, kGThreads, smem, s, p, "gdr backward (wgmma)", m);
 }
 
+// The shapes built here: V = 128 with K in {64, 128}, and K = V = 64 (at K = 128, V = 64 the
+// mma.sync kernel runs).
+bool shape_built(const Params& p) { return p.V == 128 ? (p.K == 64 || p.K == 128) : (p.V == 64 && p.K == 64); }
+
 template <class T>
 void launch_k(const Params& p, cudaStream_t s) {
-  if (p.V == 64) {
-    if (p.K == 64) launch<T, 64, 64>(p, s);
-    return;
-  }
-  p.K == 64 ? launch<T, 64, 128>(p, s) : launch<T, 128, 128>(p, s);
+  if (p.V == 64) launch<T, 64, 64>(p, s);
+  else if (p.K == 64) launch<T, 64, 128>(p, s);
+  else launch<T, 128, 128>(p, s);
 }
 
 }  // namespace
 
 bool launch_bwd_grad_wg(DType dt, const Params& p, cudaStream_t s) {
-  if (p.A16 == nullptr || !(p.V == 128 || (p.V == 64 && p.K == 64)) || !mma_stage_applies(dt, p, "ENGRAM_GDR_GRAD") || knob_is("ENGRAM_GDR_GRAD", "mma"))
+  if (p.A16 == nullptr || !shape_built(p) || !mma_stage_applies(dt, p, "ENGRAM_GDR_GRAD") ||
+      knob_is("ENGRAM_GDR_GRAD", "mma"))
     return false;
   if (device_attribute(cudaDevAttrComputeCapabilityMajor) != 9) return false;  // wgmma is sm_90a only
   dt == kBF16 ? launch_k<__nv_bfloat16>(p, s) : launch_k<__half>(p, s);
