@@ -2,9 +2,9 @@
 """Builds the kernel library with clock64 stamps in the gradient kernel (gdr_grad_wg.cu), for
 `scripts/gpu/gdr_trace.py --grad`: per chunk, the first lane of every warp stamps the loop head,
 the V-side tiles' wait, the six block barriers and the points between the products and their
-epilogues. The stamps go to dh0's buffer (int64, 16 per chunk and warp, at
-((block * 40 + chunk of the block) * 8 + warp) * 16), so a traced call needs an initial state
-and its dh0 is not the gradient. Only for measurement: the stamps' stores perturb the kernel a
+epilogues. The stamps go to dh0's buffer (int64, STAMPS per chunk and warp, at
+((block * MAX_CHUNKS + chunk of the block) * WARPS + warp) * STAMPS), so a traced call needs an
+initial state and its dh0 is not the gradient. Only for measurement: the stamps' stores perturb the kernel a
 little.
 
     cargo xtask kernels                      # the other objects, in target/kernels/obj
@@ -20,6 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kbuild  # noqa: E402
 
+MAX_CHUNKS, WARPS, STAMPS = 40, 8, 16  # the stamp buffer's shape per block (gdr_trace.py reads it)
 PATCHES = []  # (text in the kernel, its traced form, how many times it occurs: once)
 
 
@@ -32,9 +33,10 @@ def stamp_before(anchor, i):
 
 
 PATCHES.append(("""    const ChunkBlock cb(p, blk);
-""", """    const ChunkBlock cb(p, blk);
-    long long* tr = (p.dh0 != nullptr && lane == 0 && it < 40)
-                        ? reinterpret_cast<long long*>(p.dh0) + (((int64_t)blockIdx.x * 40 + it) * 8 + warp) * 16
+""", f"""    const ChunkBlock cb(p, blk);
+    long long* tr = (p.dh0 != nullptr && lane == 0 && it < {MAX_CHUNKS})
+                        ? reinterpret_cast<long long*>(p.dh0) +
+                              (((int64_t)blockIdx.x * {MAX_CHUNKS} + it) * {WARPS} + warp) * {STAMPS}
                         : nullptr;
     if (tr) tr[0] = clock64();
 """, 1))

@@ -27,7 +27,7 @@ PRODUCER = ["done-wait", "tile request + G tables (G scan)", "full-wait (tiles)"
 
 def grad_main(lib):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gen"))
-    from grad_trace import NAMES
+    from grad_trace import MAX_CHUNKS, NAMES, STAMPS, WARPS
     torch.ops.load_library(lib)
     B, T, H, K, V = 8, 2048, 16, 128, 128
     q, k, v, g, beta, h0 = make_inputs(B, T, H, K, V, torch.bfloat16, "cuda", with_h0=True)
@@ -41,23 +41,26 @@ def grad_main(lib):
     torch.cuda.synchronize()
     blocks = torch.cuda.get_device_properties(0).multi_processor_count
     per = (B * H * (T // 64)) // blocks  # chunks every block walks
-    tr = h0.grad.view(torch.int64).reshape(-1)[: blocks * 40 * 8 * 16].reshape(blocks, 40, 8, 16)
+    tr = h0.grad.view(torch.int64).reshape(-1)[: blocks * MAX_CHUNKS * WARPS * STAMPS]
+    tr = tr.reshape(blocks, MAX_CHUNKS, WARPS, STAMPS)
     tr = tr[:, :per].cpu().numpy().astype(np.float64)
-    # each stamp relative to warp 0's loop head of the same chunk; the next chunk's head as stamp 16
+    # each stamp relative to warp 0's loop head of the same chunk; the next chunk's head as stamp STAMPS
     head = tr[:, :, :1, :1]
     nxt = np.concatenate([tr[:, 1:, :, :1], tr[:, -1:, :, :1] * np.nan], axis=1)
     st = (np.concatenate([tr, nxt], axis=3) - head)[:, 2:-1]
-    print("| stamp (the phase that ends there) | " + " | ".join(f"warp {w}" for w in range(8)) + " |")
-    print("|---|" + "---|" * 8)
-    for i in range(1, 17):
-        print(f"| {i}: {NAMES[i - 1]} | " + " | ".join(f"{st[:, :, w, i].mean():.0f}" for w in range(8)) + " |")
-    period = st[:, :, 0, 16]
+    print("| stamp (the phase that ends there) | " + " | ".join(f"warp {w}" for w in range(WARPS)) + " |")
+    print("|---|" + "---|" * WARPS)
+    for i in range(1, STAMPS + 1):
+        print(f"| {i}: {NAMES[i - 1]} | " + " | ".join(f"{st[:, :, w, i].mean():.0f}" for w in range(WARPS)) + " |")
+    period = st[:, :, 0, STAMPS]
     print(f"\nchunk period (warp 0): {period.mean():.0f} cycles (p10 {np.percentile(period, 10):.0f}, "
           f"p90 {np.percentile(period, 90):.0f}); stamps are cycles after warp 0's loop head, means over blocks and "
           "chunks 2..")
 
 
 def main():
+    if len(sys.argv) < 2 or (sys.argv[1] == "--grad" and len(sys.argv) < 3):
+        sys.exit(__doc__)
     if sys.argv[1] == "--grad":
         return grad_main(sys.argv[2])
     torch.ops.load_library(sys.argv[1])
